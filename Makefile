@@ -1,0 +1,30 @@
+# `make train` / `make test` create .venv on first use, then run.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: train test test-fast benchmark tensorboard clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)          ## default experiment (embedded digits, no network); pass overrides with ARGS="..."
+	$(PY) train.py $(ARGS)
+
+test: $(STAMP)           ## the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP)      ## the suite without tests marked slow
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+benchmark: $(STAMP)      ## dlcourse vs a bare PyTorch loop vs DataLoader+transforms
+	$(PY) scripts/benchmark.py $(ARGS)
+
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir outputs
+
+clean:
+	rm -rf outputs/*/ .pytest_cache
