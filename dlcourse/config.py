@@ -1,0 +1,140 @@
+"""Typed schemas of the training config, registered in Hydra's ConfigStore.
+
+`configs/train.yaml` starts from `train_schema`, so a value of the wrong type or an unknown key
+fails when the config is composed, before any data is read. Range checks that types cannot
+express (a positive learning rate, a split in [0, 1)) live in `validate`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from dlcourse.errors import ConfigError
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: Optional[int] = None  # epochs without improvement of `trainer.monitor`; null = off
+    min_delta: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    device: str = "auto"
+    precision: str = "32"
+    limit_train_batches: Optional[int] = None
+    monitor: str = "val/acc"
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    deterministic: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    log_every_n_steps: int = 50
+    progress_bar: bool = True
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "data"
+    download: bool = False
+    val_split: float = 0.1
+    subset: Optional[int] = None  # keep only the first N training images (quick experiments)
+    image_shape: Optional[List[int]] = None  # synthetic: [C, H, W]
+    num_classes: Optional[int] = None  # synthetic
+    size: Optional[int] = None  # synthetic: number of training images
+    image_size: Optional[int] = None  # digits: side the 8x8 images are resized to
+    num_workers: int = 2  # file datasets (DataLoader workers)
+
+
+@dataclass
+class LossConfig:
+    name: str = "cross_entropy"
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class InitConfig:
+    name: str = "default"
+    gain: float = 1.0  # xavier_*, orthogonal
+    std: float = 0.01  # normal
+
+
+@dataclass
+class RegularizationConfig:
+    l1: float = 0.0  # weight of the L1 penalty on weights
+    decay_bias_and_norm: bool = False  # apply weight decay to biases and norm parameters too
+    clip_grad_norm: Optional[float] = None
+    clip_grad_value: Optional[float] = None
+    agc: Optional[float] = None  # adaptive gradient clipping: max unit-wise grad/weight norm ratio
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    resume: Any = None  # null | true | path to a checkpoint
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: Any = MISSING  # {name: ..., <the builder's keyword arguments>}
+    optim: Any = MISSING  # {_target_: torch.optim.X, lr: ..., <the optimizer's arguments>}
+    sched: Any = MISSING  # {name: none|step|..., warmup_epochs: ..., <the schedule's arguments>}
+    init: InitConfig = field(default_factory=InitConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: Any = field(default_factory=dict)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not valid: {allowed}. Fix it on the command line, "
+                          f"e.g. `python train.py {key}=...`, or in the YAML file that sets it.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks that types cannot express; raises ConfigError naming the key."""
+    t, d, o = cfg.trainer, cfg.dataset, cfg.optim
+    _check(t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "it must be an integer >= 1")
+    _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "it must be an integer >= 1")
+    _check(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "it must be >= 1")
+    _check(t.limit_train_batches is None or t.limit_train_batches >= 1, "trainer.limit_train_batches",
+           t.limit_train_batches, "it must be null (all batches) or an integer >= 1")
+    _check(t.device in DEVICES, "trainer.device", t.device, f"allowed: {', '.join(DEVICES)}")
+    _check(str(t.precision) in PRECISIONS, "trainer.precision", t.precision,
+           f"allowed: {', '.join(PRECISIONS)}")
+    _check(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "it must be >= 1")
+    p = t.early_stopping.patience
+    _check(p is None or p >= 1, "trainer.early_stopping.patience", p, "it must be null (off) or >= 1")
+    _check(t.monitor.split("/")[0] in ("val", "train") and "/" in t.monitor, "trainer.monitor", t.monitor,
+           "use a logged metric such as val/acc, val/loss, train/loss")
+    _check(0.0 <= d.val_split < 1.0, "dataset.val_split", d.val_split, "it must be in [0, 1)")
+    _check(d.subset is None or d.subset >= 1, "dataset.subset", d.subset, "it must be null or >= 1")
+    if d.name == "synthetic":
+        shape = list(d.image_shape or [])
+        _check(len(shape) == 3 and all(int(s) >= 1 for s in shape), "dataset.image_shape", shape,
+               "it must be three positive integers [C,H,W], e.g. [1,28,28] or [3,32,32]")
+        _check((d.num_classes or 0) >= 2, "dataset.num_classes", d.num_classes, "it must be >= 2")
+        _check((d.size or 0) >= 1, "dataset.size", d.size, "it must be >= 1")
+    _check("_target_" in o, "optim._target_", o.get("_target_"), "name a torch.optim class")
+    lr = o.get("lr")
+    _check(isinstance(lr, (int, float)) and lr >= 0, "optim.lr", lr, "it must be a number >= 0")
+    wd = o.get("weight_decay", 0.0)
+    _check(isinstance(wd, (int, float)) and wd >= 0, "optim.weight_decay", wd, "it must be a number >= 0")
+    r = cfg.regularization
+    _check(r.l1 >= 0, "regularization.l1", r.l1, "it must be >= 0")
+    for key in ("clip_grad_norm", "clip_grad_value", "agc"):
+        v = r[key]
+        _check(v is None or v > 0, f"regularization.{key}", v, "it must be null (off) or > 0")
+    _check(0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing", cfg.loss.label_smoothing,
+           "it must be in [0, 1)")

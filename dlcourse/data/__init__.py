@@ -1,0 +1,87 @@
+"""Datasets as batch loaders on the training device.
+
+`build_data` reads a dataset once (see `readers`), splits off a validation part, computes the
+normalisation on the training split and returns loaders that yield normalised device tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_stats
+from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
+from dlcourse.errors import ConfigError
+
+IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "synthetic")
+
+
+@dataclass
+class Data:
+    train: TensorLoader
+    val: Optional[TensorLoader]
+    test: TensorLoader
+    image_shape: tuple[int, int, int]
+    classes: list[str]
+    normalize: Normalize
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def read_dataset(name: str, root: str = "data", download: bool = False, seed: int = 0,
+                 image_shape=None, num_classes=None, size=None, image_size=None) -> InMemoryDataset:
+    """The whole dataset `name` in memory."""
+    if name == "digits":
+        return read_digits(image_size=image_size or 28)
+    if name == "synthetic":
+        return read_synthetic(tuple(image_shape), num_classes, size, seed=seed)
+    if name in ("mnist", "fashion_mnist", "kmnist"):
+        return read_idx_dataset(name, root, download)
+    raise ConfigError(f"dataset.name={name!r} is not known: choose one of {', '.join(IN_MEMORY_DATASETS)}.")
+
+
+def split_train_val(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random disjoint index sets for training and validation, the same for the same seed."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(n * val_split))
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction: float = 0.5) -> torch.device:
+    """Keep the dataset on a CUDA device when it takes less than `budget_fraction` of free memory."""
+    if device.type != "cuda":
+        return torch.device("cpu") if device.type != "mps" else device
+    free, _ = torch.cuda.mem_get_info(device)
+    nbytes = sum(t.numel() * t.element_size() for t in (dataset.train_images, dataset.test_images))
+    return device if nbytes < budget_fraction * free else torch.device("cpu")
+
+
+def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: int, val_split: float,
+               seed: int, device: torch.device, subset: Optional[int] = None,
+               train_transform: Optional[Transform] = None, limit_train_batches: Optional[int] = None,
+               channels_last: bool = False) -> Data:
+    """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits."""
+    images, labels = dataset.train_images, dataset.train_labels
+    if subset is not None:
+        images, labels = images[:subset], labels[:subset]
+    train_idx, val_idx = split_train_val(len(labels), val_split, seed)
+    if len(train_idx) == 0:
+        raise ConfigError(f"dataset.val_split={val_split} leaves no training images out of {len(labels)}.")
+    mean, std = channel_stats(images[train_idx])
+    normalize = Normalize(mean, std, device)
+    store = data_device(dataset, device)
+
+    def tensors(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.to(store), y.to(store)
+
+    common = dict(device=device, normalize=normalize, channels_last=channels_last)
+    train = TensorLoader(*tensors(images[train_idx], labels[train_idx]), batch_size, shuffle=True,
+                         generator=torch.Generator().manual_seed(seed), transform=train_transform,
+                         limit_batches=limit_train_batches, **common)
+    val = (TensorLoader(*tensors(images[val_idx], labels[val_idx]), eval_batch_size, **common)
+           if len(val_idx) else None)
+    test = TensorLoader(*tensors(dataset.test_images, dataset.test_labels), eval_batch_size, **common)
+    return Data(train, val, test, dataset.image_shape, dataset.classes, normalize)

@@ -1,0 +1,84 @@
+"""Mini-batches straight from in-memory tensors: no Dataset, no workers, no per-sample Python.
+
+An epoch is one `randperm`; a batch is an `index_select` into the uint8 images, moved to the
+device, scaled to [0, 1], augmented (training only) and normalised there.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+import torch
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def channel_stats(images: torch.Tensor, max_images: int = 20_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images [N, C, H, W], scaled to [0, 1]."""
+    x = images[:max_images].to(torch.float64) / 255.0
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # a constant channel must not divide by zero
+    return mean.float(), std.float()
+
+
+class Normalize:
+    """(x - mean) / std per channel, in place, on the batch's device."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, device: torch.device):
+        self.mean = mean.view(1, -1, 1, 1).to(device)
+        self.std = std.view(1, -1, 1, 1).to(device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sub_(self.mean).div_(self.std)
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
+class TensorLoader:
+    """Iterates over (images, labels) batches of tensors held in memory, ready for the model."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
+                 device: torch.device, normalize: Normalize, shuffle: bool = False,
+                 generator: Optional[torch.Generator] = None, transform: Optional[Transform] = None,
+                 limit_batches: Optional[int] = None, channels_last: bool = False):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.device = device
+        self.normalize = normalize
+        self.shuffle = shuffle
+        self.generator = generator
+        self.transform = transform
+        self.limit_batches = limit_batches
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        n = self.num_samples // self.batch_size
+        rest = self.num_samples % self.batch_size
+        # a last batch of one sample is dropped when shuffling: batch norm cannot train on it
+        if rest > 1 or (rest == 1 and not self.shuffle):
+            n += 1
+        return n if self.limit_batches is None else min(n, self.limit_batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        bs, source = self.batch_size, self.images.device
+        order = None
+        if self.shuffle:
+            order = torch.randperm(self.num_samples, generator=self.generator).to(source)
+        for b in range(len(self)):
+            if order is None:
+                x, y = self.images[b * bs:(b + 1) * bs], self.labels[b * bs:(b + 1) * bs]
+            else:
+                idx = order[b * bs:(b + 1) * bs]
+                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            x = x.to(self.device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
+            y = y.to(self.device, non_blocking=True)
+            if self.transform is not None:
+                x = self.transform(x)
+            x = self.normalize(x).contiguous(memory_format=self.memory_format)
+            yield x, y

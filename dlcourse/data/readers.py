@@ -1,0 +1,108 @@
+"""Readers: each returns a whole dataset in memory as uint8 NCHW image tensors and int64 labels."""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlcourse.data.sources import locate
+from dlcourse.errors import DataError
+
+
+@dataclass
+class InMemoryDataset:
+    """Train and test splits of an image-classification dataset, held as tensors."""
+
+    train_images: torch.Tensor  # uint8 [N, C, H, W]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+
+def read_digits(image_size: int = 28, test_fraction: float = 0.2) -> InMemoryDataset:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images), resized once to `image_size`.
+
+    The held-out test part is fixed (stratified, independent of the run's seed) so that test
+    accuracies of different runs are comparable.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0  # [N, 1, 8, 8] in [0, 1]
+    if image_size != 8:
+        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.from_numpy(digits.target).long()
+    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_fraction,
+                                           stratify=digits.target, random_state=0)
+    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    return InMemoryDataset(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
+                           [str(i) for i in range(10)])
+
+
+def read_synthetic(image_shape, num_classes: int, size: int, seed: int = 0) -> InMemoryDataset:
+    """Random images and labels: for smoke tests and throughput, never for real results."""
+    g = torch.Generator().manual_seed(seed)
+    test_size = max(1, size // 5)
+    images = torch.randint(0, 256, (size + test_size, *image_shape), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, num_classes, (size + test_size,), generator=g)
+    return InMemoryDataset(images[:size], labels[:size], images[size:], labels[size:],
+                           [str(i) for i in range(num_classes)])
+
+
+# torchvision's dataset classes, which know the download mirrors and the class names.
+_IDX_DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def read_idx_file(path: Path) -> torch.Tensor:
+    """One IDX file (the MNIST format), plain or gzip-compressed, as a uint8 tensor.
+
+    torchvision's reader opens uncompressed files only, while Debian's dataset packages and the
+    original sites ship `.gz`; this reads both without writing anything.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        magic = int.from_bytes(data[0:4], "big")
+        ndim, dtype = magic & 0xFF, magic >> 8
+        if dtype != 0x08 or not 1 <= ndim <= 3:
+            raise ValueError(f"magic number {magic:#x} is not that of an unsigned-byte IDX file")
+        shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+        array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+        return torch.from_numpy(array.reshape(shape).copy())
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"Cannot read the IDX file {path}: {e}. The file is damaged or not in the "
+                        "MNIST format; delete it and get it again (dataset.download=true).") from None
+
+
+def read_idx_dataset(name: str, root: str, download: bool) -> InMemoryDataset:
+    """MNIST-format datasets (MNIST, Fashion-MNIST, KMNIST) from their four IDX files."""
+    import torchvision.datasets as tvd
+
+    tv_class = getattr(tvd, _IDX_DATASETS[name])
+
+    def fetch(target: Path) -> None:
+        tv_class(str(target), train=True, download=True)
+        tv_class(str(target), train=False, download=True)
+
+    folder = locate(name, root, _IDX_FILES, download, fetch, subdirs=(f"{tv_class.__name__}/raw", "raw"))
+    tensors = {}
+    for stem in _IDX_FILES:
+        path = folder / stem if (folder / stem).exists() else folder / f"{stem}.gz"
+        tensors[stem] = read_idx_file(path)
+    train_x, train_y, test_x, test_y = (tensors[s] for s in _IDX_FILES)
+    return InMemoryDataset(train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long(),
+                           list(tv_class.classes))

@@ -1,0 +1,231 @@
+"""The training loop: epochs of mini-batch steps, evaluation, best/last checkpoints, early stopping.
+
+Hot-loop rules: no host sync per step (losses and correct counts go into device buffers that are
+read once per log interval), gradients set to None instead of zeroed, evaluation in inference
+mode with large batches, checkpoints written between epochs.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from dlcourse.checkpoint import rng_state, save_atomic, set_rng_state
+from dlcourse.data import Data
+from dlcourse.errors import DivergenceError
+from dlcourse.logging import RunLogger
+from dlcourse.optim import Schedule, clip_gradients, l1_penalty
+
+
+@dataclass
+class Settings:
+    """The engine's knobs, as plain values."""
+
+    max_epochs: int = 10
+    monitor: str = "val/acc"
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+    precision: str = "32"
+    log_every_n_steps: int = 50
+    l1: float = 0.0
+    clip_grad_norm: Optional[float] = None
+    clip_grad_value: Optional[float] = None
+    agc: Optional[float] = None
+
+    @property
+    def mode(self) -> str:
+        return "min" if "loss" in self.monitor else "max"
+
+
+@dataclass
+class TrainState:
+    """Progress that a checkpoint carries so a run continues where it stopped."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps taken
+    best: Optional[float] = None  # best value of the monitored metric
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the monitored metric last improved (early stopping)
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the partial epoch was abandoned."""
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Engine:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
+                 loss_fn: nn.Module, data: Data, settings: Settings, device: torch.device,
+                 logger: RunLogger, run_dir: Path, extra_checkpoint: Optional[dict] = None,
+                 forward_model: Optional[nn.Module] = None,
+                 batch_transform: Optional[Callable] = None,
+                 generators: tuple[Optional[torch.Generator], ...] = ()):
+        self.model = model  # the module whose state is saved
+        self.forward = forward_model or model  # what runs the batches (torch.compile'd or not)
+        self.optimizer, self.schedule, self.loss_fn = optimizer, schedule, loss_fn
+        self.data, self.s, self.device, self.logger = data, settings, device, logger
+        self.ckpt_dir = Path(run_dir) / "checkpoints"
+        self.extra = extra_checkpoint or {}
+        self.batch_transform = batch_transform  # (x, y) -> (x, targets) for mixup/cutmix
+        self.generators = (data.train.generator, *generators)
+        self.state = TrainState()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "16-mixed")
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.clipping = any(v is not None for v in (settings.clip_grad_norm, settings.clip_grad_value,
+                                                    settings.agc))
+        self.stop_requested = False
+        self.train_seconds = 0.0
+        self.train_images = 0
+
+    # one step and one epoch -----------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = y
+        if self.batch_transform is not None:
+            x, targets = self.batch_transform(x, y)
+        with autocast(self.device, self.s.precision):
+            out = self.forward(x)
+            loss = self.loss_fn(out, targets)
+            total = loss + self.s.l1 * l1_penalty(self.model) if self.s.l1 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.clipping:
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.params, self.s.clip_grad_norm, self.s.clip_grad_value, self.s.agc)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.after_batch()
+        return loss.detach(), (out.argmax(1) == y).sum()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        loader, n_batches, every = self.data.train, len(self.data.train), self.s.log_every_n_steps
+        losses = torch.zeros(n_batches, device=self.device)
+        correct = torch.zeros(n_batches, device=self.device, dtype=torch.long)
+        sizes = []
+        self.forward.train()
+        self.logger.start_epoch(epoch, self.s.max_epochs, n_batches)
+        start, last_read = time.perf_counter(), 0
+        for i, (x, y) in enumerate(loader):
+            if self.stop_requested:
+                raise Interrupted()
+            losses[i], correct[i] = self.train_step(x, y)
+            sizes.append(len(y))
+            if (i + 1) % every == 0 or i + 1 == n_batches:
+                self._read_interval(epoch, losses, last_read, i + 1)
+                last_read = i + 1
+        self.state.step += n_batches
+        seconds = time.perf_counter() - start
+        n = sum(sizes)
+        self.train_seconds += seconds
+        self.train_images += n
+        weights = torch.tensor(sizes, device=self.device, dtype=torch.float32)
+        return {"train/loss": float((losses * weights).sum() / n), "train/acc": float(correct.sum()) / n,
+                "train/images_per_s": n / seconds, "time_s": seconds}
+
+    def _read_interval(self, epoch: int, losses: torch.Tensor, a: int, b: int) -> None:
+        """Once per log interval: read the interval's losses (the only sync), check them, log them."""
+        values = losses[a:b].tolist()
+        bad = next((j for j, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is not None:
+            step = self.state.step + a + bad + 1
+            raise DivergenceError(
+                f"The training loss became {values[bad]} at epoch {epoch}, step {step} (optimizer steps "
+                f"since the start). The run stopped; checkpoints/last.pt keeps the last good epoch. Try a "
+                f"lower optim.lr (now {self.optimizer.param_groups[0]['lr']:g}), gradient clipping "
+                f"(regularization.clip_grad_norm=1.0), a warm-up (sched.warmup_epochs=1) or batch norm.")
+        mean = sum(values) / len(values)
+        self.logger.writer.add_scalar("train/loss_step", mean, self.state.step + b)
+        self.logger.writer.add_scalar("lr_step", self.optimizer.param_groups[0]["lr"], self.state.step + b)
+        self.logger.advance(b - a, mean)
+
+    @torch.inference_mode()
+    def evaluate(self, loader, prefix: str) -> dict[str, float]:
+        self.forward.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        correct5 = torch.zeros((), device=self.device, dtype=torch.long)
+        top5 = self.data.num_classes >= 10
+        for x, y in loader:
+            with autocast(self.device, self.s.precision):
+                out = self.forward(x)
+                loss_sum += self.loss_fn(out, y).float() * len(y)
+            correct += (out.argmax(1) == y).sum()
+            if top5:
+                correct5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
+        n = loader.num_samples
+        metrics = {f"{prefix}/loss": float(loss_sum) / n, f"{prefix}/acc": float(correct) / n}
+        if top5:
+            metrics[f"{prefix}/acc5"] = float(correct5) / n
+        return metrics
+
+    # the run --------------------------------------------------------------------------------
+    def _improved(self, value: float) -> bool:
+        best = self.state.best
+        if best is None:
+            return math.isfinite(value)
+        return value > best + self.s.min_delta if self.s.mode == "max" else value < best - self.s.min_delta
+
+    def fit(self) -> TrainState:
+        st = self.state
+        for epoch in range(st.epoch + 1, self.s.max_epochs + 1):
+            lr = self.optimizer.param_groups[0]["lr"]
+            metrics = self.train_epoch(epoch)
+            if self.data.val is not None:
+                metrics.update(self.evaluate(self.data.val, "val"))
+            metrics["lr"] = lr
+            value = metrics.get(self.s.monitor, float("nan"))
+            st.epoch = epoch
+            if self._improved(value):
+                st.best, st.best_epoch, st.bad_epochs = value, epoch, 0
+            else:
+                st.bad_epochs += 1
+            self.schedule.after_epoch(value)
+            st.history.append({"epoch": epoch, **metrics})
+            st.stopped_early = self.s.patience is not None and st.bad_epochs >= self.s.patience
+            self.save("last.pt")
+            if st.best_epoch == epoch:
+                self.save("best.pt")
+            self.logger.end_epoch(epoch, self.s.max_epochs, metrics, st.step)
+            if st.stopped_early:
+                self.logger.info(f"Early stopping: {self.s.monitor} has not improved for "
+                                 f"{st.bad_epochs} epochs (best {st.best:.4f} at epoch {st.best_epoch}).")
+                break
+        return st
+
+    # checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": asdict(self.state),
+            "rng": rng_state(*self.generators),
+            **self.extra,
+        }
+
+    def save(self, name: str) -> None:
+        save_atomic(self.checkpoint(), self.ckpt_dir / name)
+
+    def restore(self, ckpt: dict) -> None:
+        """Continue from a checkpoint written by `checkpoint()`."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["state"])
+        set_rng_state(ckpt["rng"], *self.generators)

@@ -1,0 +1,108 @@
+"""What a run reports: TensorBoard scalars, images and hparams; console progress; metrics.json."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists become strings (TensorBoard hparams take scalars only)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif v is None or isinstance(v, (list, tuple)):
+            out[key] = str(v)
+        else:
+            out[key] = v
+    return out
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    parts = []
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            parts.append(f"{k} {v:.4f}" if abs(v) < 1e4 else f"{k} {v:.3g}")
+        else:
+            parts.append(f"{k} {v}")
+    return "  ".join(parts)
+
+
+class RunLogger:
+    """TensorBoard writer and console output of one run (nothing here syncs the device per step)."""
+
+    def __init__(self, run_dir: Path, progress_bar: bool = True, tb_subdir: str = "tensorboard"):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(log_dir=str(self.run_dir / tb_subdir))
+        self.progress_bar = progress_bar and sys.stderr.isatty()
+        self._bar: Optional[tqdm] = None
+
+    # console --------------------------------------------------------------------------------
+    def info(self, message: str) -> None:
+        print(message, flush=True)
+
+    def start_epoch(self, epoch: int, max_epochs: int, num_batches: int) -> None:
+        if self.progress_bar:
+            self._bar = tqdm(total=num_batches, desc=f"epoch {epoch}/{max_epochs}", leave=False,
+                             dynamic_ncols=True, file=sys.stderr)
+
+    def advance(self, steps: int, loss: Optional[float] = None) -> None:
+        """Move the bar by `steps` batches (called once per log interval, not per step)."""
+        if self._bar is not None:
+            self._bar.update(steps)
+            if loss is not None:
+                self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def end_epoch(self, epoch: int, max_epochs: int, metrics: dict[str, float], step: int) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.writer.add_scalar(k, v, epoch)
+        shown = {k: v for k, v in metrics.items() if k in SUMMARY_KEYS}
+        self.info(f"epoch {epoch}/{max_epochs}  {format_metrics(shown)}")
+
+    # TensorBoard ----------------------------------------------------------------------------
+    def step_losses(self, steps: list[int], losses: torch.Tensor) -> None:
+        """Training loss every N steps, written in one go (one device sync for the whole list)."""
+        for s, v in zip(steps, losses.tolist()):
+            self.writer.add_scalar("train/loss_step", v, s)
+
+    def images(self, tag: str, images: torch.Tensor, nrow: int = 8) -> None:
+        """A grid of images in [0, 1] (shape [N, C, H, W])."""
+        from torchvision.utils import make_grid
+
+        grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=1)
+        self.writer.add_image(tag, grid, 0)
+
+    def hparams(self, config: dict, metrics: dict[str, float]) -> None:
+        """The flattened config and final metrics, for TensorBoard's HParams dashboard."""
+        hparams = {k: v for k, v in flatten(config).items() if isinstance(v, (int, float, str, bool))}
+        finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in finite.items()}, run_name=".")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self.writer.close()
+
+
+SUMMARY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc5", "lr", "time_s")
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json: the run's final numbers, for scripts and sweep reports."""
+    clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in metrics.items()}
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,52 @@
+"""Loss functions for classification, by textbook name.
+
+All take the model's raw outputs (logits) and integer class labels. `mse` and `mae` compare the
+softmax probabilities with one-hot targets (smoothed if `label_smoothing` > 0), the regression
+view of classification that courses contrast with cross-entropy.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlcourse.errors import ConfigError
+
+
+class NLLOfLogSoftmax(nn.Module):
+    """Negative log-likelihood of log_softmax(logits): cross-entropy written as its two steps."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.nll_loss(F.log_softmax(logits, dim=1), target)
+
+
+class ProbabilityRegression(nn.Module):
+    """A regression loss (MSE or L1) between softmax(logits) and one-hot targets."""
+
+    def __init__(self, kind: str, num_classes: int, label_smoothing: float = 0.0):
+        super().__init__()
+        self.loss = F.mse_loss if kind == "mse" else F.l1_loss
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(target, self.num_classes).to(logits.dtype)
+        if self.label_smoothing:
+            onehot = onehot * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        return self.loss(F.softmax(logits, dim=1), onehot)
+
+
+LOSSES = ("cross_entropy", "nll", "mse", "mae", "hinge")
+
+
+def build_loss(name: str, num_classes: int, label_smoothing: float = 0.0) -> nn.Module:
+    if name == "cross_entropy":
+        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    if name in ("mse", "mae"):
+        return ProbabilityRegression(name, num_classes, label_smoothing)
+    if name in ("nll", "hinge"):
+        if label_smoothing:
+            raise ConfigError(f"loss.label_smoothing={label_smoothing} is not supported by loss={name}: "
+                              "use loss=cross_entropy (or mse/mae) with label smoothing, or set it to 0.")
+        return NLLOfLogSoftmax() if name == "nll" else nn.MultiMarginLoss()
+    raise ConfigError(f"loss.name={name!r} is not known: choose one of {', '.join(LOSSES)}.")

@@ -1,0 +1,130 @@
+"""Optimizers, learning-rate schedules, penalties and gradient clipping."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as lrs
+
+from dlcourse.errors import ConfigError
+
+
+def _is_decayed(name: str, param: nn.Parameter) -> bool:
+    """Weights of conv/linear layers are decayed; biases and norm-layer parameters (1-D) are not."""
+    return param.ndim > 1 and not name.endswith(".bias")
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool = False) -> list[dict]:
+    """Parameter groups with weight decay on weights only (unless `decay_bias_and_norm`)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if decay_bias_and_norm or weight_decay == 0:
+        return [{"params": [p for _, p in params], "weight_decay": weight_decay}]
+    decay = [p for n, p in params if _is_decayed(n, p)]
+    no_decay = [p for n, p in params if not _is_decayed(n, p)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, optimizer_cls: type, lr: float, weight_decay: float = 0.0,
+                    decay_bias_and_norm: bool = False, **kwargs) -> torch.optim.Optimizer:
+    """`optimizer_cls` (a torch.optim class) over the model's trainable parameters."""
+    groups = param_groups(model, weight_decay, decay_bias_and_norm)
+    try:
+        return optimizer_cls(groups, lr=lr, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optim ({optimizer_cls.__name__}) rejected its arguments: {e}. "
+                          "Check the optim.* keys against the optimizer's documentation.") from None
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of |w| over the decayed weights (what an L1 regularizer adds to the loss, before its factor)."""
+    return sum(p.abs().sum() for n, p in model.named_parameters() if _is_decayed(n, p))
+
+
+@torch.no_grad()
+def adaptive_clip_(params: Iterable[nn.Parameter], clip: float, eps: float = 1e-3) -> None:
+    """Adaptive gradient clipping (Brock et al., 2021): unit-wise ||g|| <= clip * max(||w||, eps)."""
+    for p in params:
+        if p.grad is None:
+            continue
+        dims = tuple(range(1, p.ndim)) if p.ndim > 1 else None
+        w_norm = p.norm(dim=dims, keepdim=True).clamp_min(eps) if dims else p.norm().clamp_min(eps)
+        g_norm = p.grad.norm(dim=dims, keepdim=True) if dims else p.grad.norm()
+        max_norm = w_norm * clip
+        scale = (max_norm / g_norm.clamp_min(1e-6)).clamp(max=1.0)
+        p.grad.mul_(scale)
+
+
+def clip_gradients(params: list[nn.Parameter], norm: Optional[float] = None, value: Optional[float] = None,
+                   agc: Optional[float] = None) -> None:
+    """Apply whichever clipping is configured: by value, by global norm, adaptive (unit-wise)."""
+    if value is not None:
+        nn.utils.clip_grad_value_(params, value)
+    if norm is not None:
+        nn.utils.clip_grad_norm_(params, norm, foreach=True)
+    if agc is not None:
+        adaptive_clip_(params, agc)
+
+
+class Schedule:
+    """A torch LR scheduler and when to step it: after every batch, or after every epoch (plateau)."""
+
+    def __init__(self, scheduler: Optional[lrs.LRScheduler | lrs.ReduceLROnPlateau]):
+        self.scheduler = scheduler
+        self.on_plateau = isinstance(scheduler, lrs.ReduceLROnPlateau)
+
+    def after_batch(self) -> None:
+        if self.scheduler is not None and not self.on_plateau:
+            self.scheduler.step()
+
+    def after_epoch(self, metric: float) -> None:
+        if self.on_plateau:
+            self.scheduler.step(metric)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None and state:
+            self.scheduler.load_state_dict(state)
+
+
+SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau")
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, name: str, steps_per_epoch: int, max_epochs: int,
+                   mode: str = "max", warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
+                   **kwargs) -> Schedule:
+    """An LR schedule by name. Epoch-based arguments (step_size, milestones) count epochs; schedules
+    step per batch so warm-up and cosine are smooth, while step decays still fall on epoch edges."""
+    if name not in SCHEDULES:
+        raise ConfigError(f"sched.name={name!r} is not known: choose one of {', '.join(SCHEDULES)}.")
+    warmup = round(warmup_epochs * steps_per_epoch)
+    if warmup and name in ("onecycle", "plateau"):
+        raise ConfigError(f"sched.warmup_epochs={warmup_epochs} does not combine with sched={name} "
+                          "(onecycle warms up by itself; plateau reacts to metrics): set it to 0.")
+    total = steps_per_epoch * max_epochs
+    spe = steps_per_epoch
+    try:
+        if name == "none":
+            main = lrs.LambdaLR(optimizer, lambda step: 1.0) if warmup else None
+        elif name == "step":
+            main = lrs.StepLR(optimizer, step_size=kwargs.pop("step_size") * spe, **kwargs)
+        elif name == "multistep":
+            main = lrs.MultiStepLR(optimizer, [m * spe for m in kwargs.pop("milestones")], **kwargs)
+        elif name == "exponential":
+            main = lrs.ExponentialLR(optimizer, gamma=kwargs.pop("gamma") ** (1.0 / spe), **kwargs)
+        elif name == "cosine":
+            main = lrs.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), **kwargs)
+        elif name == "onecycle":
+            max_lr = [g["lr"] for g in optimizer.param_groups]
+            main = lrs.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, **kwargs)
+        else:
+            main = lrs.ReduceLROnPlateau(optimizer, mode=mode, **kwargs)
+    except (TypeError, KeyError) as e:
+        raise ConfigError(f"sched={name} got unusable arguments ({e}); check the sched.* keys "
+                          f"in configs/sched/{name}.yaml.") from None
+    if warmup:
+        start = lrs.LinearLR(optimizer, start_factor=warmup_start_factor, total_iters=warmup)
+        main = lrs.SequentialLR(optimizer, [start, main], milestones=[warmup])
+    return Schedule(main)
