@@ -30,7 +30,10 @@ class ProbabilityRegression(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        onehot = F.one_hot(target, self.num_classes).to(logits.dtype)
+        if target.is_floating_point():  # already class probabilities (mixup / cutmix)
+            onehot = target.to(logits.dtype)
+        else:
+            onehot = F.one_hot(target, self.num_classes).to(logits.dtype)
         if self.label_smoothing:
             onehot = onehot * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
         return self.loss(F.softmax(logits, dim=1), onehot)
