@@ -1,0 +1,54 @@
+"""Shared fixtures: compose the real Hydra config with small overrides and run it in a tmp dir."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from dlcourse.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# Small, CPU-only, quiet: what every test run starts from.
+FAST = ["trainer.device=cpu", "trainer.progress_bar=false"]
+
+register_configs()
+
+
+def compose_config(overrides: list[str] = ()):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="train", overrides=[*FAST, *overrides])
+
+
+def train(run_dir: Path, overrides: list[str] = ()) -> dict:
+    """Run a training job in-process and return its metrics.json."""
+    from dlcourse.train import run
+
+    run(compose_config(overrides), run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def cli(args: list[str], cwd: Path = ROOT, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` in a subprocess, as a user would type it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"
+
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
+    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")

@@ -1,0 +1,129 @@
+"""Readers, data location, splits and the in-memory batch loader."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FASHION_MNIST, needs_fashion_mnist
+from dlcourse.data import build_data, read_dataset, split_train_val
+from dlcourse.data.loader import Normalize, TensorLoader
+from dlcourse.data.readers import read_idx_file
+from dlcourse.errors import DataError
+
+CPU = torch.device("cpu")
+
+
+def write_idx(path, array: np.ndarray, compress: bool = True) -> None:
+    """An IDX file as the MNIST site ships it (big-endian header, unsigned bytes)."""
+    header = struct.pack(">I", 0x0800 | array.ndim) + b"".join(struct.pack(">I", s) for s in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def write_mnist(folder, n_train=120, n_test=40, compress=True, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    sfx = ".gz" if compress else ""
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
+    for name, a in arrays.items():
+        write_idx(folder / f"{name}{sfx}", a, compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mnist_reader_reads_idx_files_the_test_writes(tmp_path, compress):
+    arrays = write_mnist(tmp_path / "mnist", compress=compress)
+    ds = read_dataset("mnist", root=str(tmp_path))
+    assert ds.train_images.shape == (120, 1, 28, 28) and ds.train_images.dtype == torch.uint8
+    assert ds.test_images.shape == (40, 1, 28, 28)
+    assert np.array_equal(ds.train_images[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
+    assert np.array_equal(ds.test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
+    assert ds.classes[0].startswith("0")
+
+
+def test_torchvision_download_layout_is_found(tmp_path):
+    write_mnist(tmp_path / "FashionMNIST" / "raw", compress=False)
+    ds = read_dataset("fashion_mnist", root=str(tmp_path))
+    assert len(ds.train_labels) == 120 and ds.classes[0] == "T-shirt/top"
+
+
+def test_missing_data_message_says_what_where_and_how(tmp_path):
+    with pytest.raises(DataError) as e:
+        read_dataset("mnist", root=str(tmp_path / "empty"), download=False)
+    msg = str(e.value)
+    assert "train-images-idx3-ubyte" in msg and str(tmp_path / "empty") in msg
+    assert "dataset.download=true" in msg
+
+
+def test_damaged_idx_file_is_named(tmp_path):
+    bad = tmp_path / "x-idx3-ubyte.gz"
+    bad.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="x-idx3-ubyte.gz"):
+        read_idx_file(bad)
+
+
+def test_digits_are_28x28_uint8_with_fixed_test_split():
+    a, b = read_dataset("digits"), read_dataset("digits")
+    assert a.train_images.shape[1:] == (1, 28, 28) and a.train_images.dtype == torch.uint8
+    assert len(a.train_labels) + len(a.test_labels) == 1797
+    assert torch.equal(a.test_labels, b.test_labels)
+
+
+def test_split_is_disjoint_and_seeded():
+    tr, va = split_train_val(100, 0.2, seed=1)
+    assert len(va) == 20 and len(set(tr.tolist()) | set(va.tolist())) == 100
+    assert torch.equal(va, split_train_val(100, 0.2, seed=1)[1])
+    assert not torch.equal(va, split_train_val(100, 0.2, seed=2)[1])
+
+
+def test_loader_normalises_on_the_fly_and_covers_each_sample_once():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    labels = torch.arange(10)
+    norm = Normalize(torch.tensor([0.0]), torch.tensor([1.0]), CPU)
+    loader = TensorLoader(images, labels, 4, device=CPU, normalize=norm, shuffle=True,
+                          generator=torch.Generator().manual_seed(0))
+    batches = list(loader)
+    assert len(batches) == len(loader) == 3
+    seen = torch.cat([y for _, y in batches])
+    assert sorted(seen.tolist()) == list(range(10))
+    for x, y in batches:
+        assert x.dtype == torch.float32
+        assert torch.allclose(x[:, 0, 0, 0], y.float() / 255)
+    second = torch.cat([y for _, y in loader])
+    assert not torch.equal(seen, second)  # a new permutation each epoch
+
+
+def test_loader_drops_a_last_single_sample_batch_when_training():
+    images, labels = torch.zeros(9, 1, 2, 2, dtype=torch.uint8), torch.zeros(9, dtype=torch.long)
+    norm = Normalize(torch.tensor([0.0]), torch.tensor([1.0]), CPU)
+    assert len(TensorLoader(images, labels, 4, device=CPU, normalize=norm, shuffle=True)) == 2
+    assert len(TensorLoader(images, labels, 4, device=CPU, normalize=norm)) == 3
+    assert len(TensorLoader(images, labels, 4, device=CPU, normalize=norm, limit_batches=1)) == 1
+
+
+def test_build_data_normalises_with_training_statistics():
+    data = build_data(read_dataset("digits"), batch_size=256, eval_batch_size=512, val_split=0.1,
+                      seed=0, device=CPU)
+    x = torch.cat([x for x, _ in data.train])
+    assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
+    assert data.val.num_samples + data.train.num_samples == len(read_dataset("digits").train_labels)
+    assert data.num_classes == 10 and data.image_shape == (1, 28, 28)
+
+
+@needs_fashion_mnist
+def test_real_fashion_mnist_from_debian_package(tmp_path):
+    ds = read_dataset("fashion_mnist", root=str(tmp_path))  # empty root: falls back to Debian's copy
+    assert ds.train_images.shape == (60000, 1, 28, 28) and ds.test_images.shape == (10000, 1, 28, 28)
+    assert torch.bincount(ds.test_labels).tolist() == [1000] * 10
+    assert str(FASHION_MNIST)
