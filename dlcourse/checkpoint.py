@@ -51,15 +51,18 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(
-            f"Refused to load {path}: it is not a plain dlcourse checkpoint ({first}). It was loaded "
-            "with weights_only=True, which refuses objects that could run code; nothing in it was "
-            "executed. Only load checkpoints you trust, written by dlcourse.") from None
+        blocked = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
+        if blocked:
+            raise CheckpointError(
+                f"Refused to load {path}: it holds an object that could run code when unpickled "
+                f"({blocked[0]}). It was read with torch.load(weights_only=True) and nothing in it was "
+                "executed. Only load checkpoints written by dlcourse, or from a source you trust.") from None
+        raise CheckpointError(f"Cannot read checkpoint {path}: it is not a PyTorch checkpoint. Use a "
+                              "file written by dlcourse (checkpoints/last.pt or best.pt).") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"Cannot read checkpoint {path}: {first}. The file is truncated or not a "
-                              "PyTorch checkpoint; use another one (checkpoints/best.pt or last.pt).") from None
+        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"Cannot read checkpoint {path} ({first}). The file is truncated or not "
+                              "a PyTorch checkpoint; use another one (checkpoints/best.pt or last.pt).") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is a PyTorch file but not a dlcourse checkpoint (no 'model' entry).")
     return state

@@ -131,6 +131,7 @@ def validate(cfg: DictConfig) -> None:
     _check(isinstance(lr, (int, float)) and lr >= 0, "optim.lr", lr, "it must be a number >= 0")
     wd = o.get("weight_decay", 0.0)
     _check(isinstance(wd, (int, float)) and wd >= 0, "optim.weight_decay", wd, "it must be a number >= 0")
+    _validate_names(cfg)
     r = cfg.regularization
     _check(r.l1 >= 0, "regularization.l1", r.l1, "it must be >= 0")
     for key in ("clip_grad_norm", "clip_grad_value", "agc"):
@@ -138,3 +139,18 @@ def validate(cfg: DictConfig) -> None:
         _check(v is None or v > 0, f"regularization.{key}", v, "it must be null (off) or > 0")
     _check(0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing", cfg.loss.label_smoothing,
            "it must be in [0, 1)")
+
+
+def _validate_names(cfg: DictConfig) -> None:
+    """Names that select code, checked before any data is read."""
+    from dlcourse.init import SCHEMES
+    from dlcourse.losses import LOSSES
+    from dlcourse.models import MODELS
+    from dlcourse.models.layers import ACTIVATIONS
+    from dlcourse.optim import SCHEDULES
+
+    for key, value, allowed in (("model.name", cfg.model.get("name"), MODELS),
+                                ("model.activation", cfg.model.get("activation", "relu"), ACTIVATIONS),
+                                ("init.name", cfg.init.name, SCHEMES), ("loss.name", cfg.loss.name, LOSSES),
+                                ("sched.name", cfg.sched.get("name"), SCHEDULES)):
+        _check(value in allowed, key, value, f"allowed: {', '.join(allowed)}")

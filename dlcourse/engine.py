@@ -141,9 +141,11 @@ class Engine:
         bad = next((j for j, v in enumerate(values) if not math.isfinite(v)), None)
         if bad is not None:
             step = self.state.step + a + bad + 1
+            kept = (f"checkpoints/last.pt keeps epoch {self.state.epoch}, the last good one" if self.state.epoch
+                    else "no epoch had finished, so no checkpoint was written")
             raise DivergenceError(
                 f"The training loss became {values[bad]} at epoch {epoch}, step {step} (optimizer steps "
-                f"since the start). The run stopped; checkpoints/last.pt keeps the last good epoch. Try a "
+                f"since the start). The run stopped; {kept}. Try a "
                 f"lower optim.lr (now {self.optimizer.param_groups[0]['lr']:g}), gradient clipping "
                 f"(regularization.clip_grad_norm=1.0), a warm-up (sched.warmup_epochs=1) or batch norm.")
         mean = sum(values) / len(values)
