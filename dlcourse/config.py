@@ -44,14 +44,14 @@ class TrainerConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    root: str = "data"
+    root: Optional[str] = "data"  # imagefolder: the folder holding train/ (val/, test/)
     download: bool = False
     val_split: float = 0.1
     subset: Optional[int] = None  # keep only the first N training images (quick experiments)
     image_shape: Optional[List[int]] = None  # synthetic: [C, H, W]
     num_classes: Optional[int] = None  # synthetic
     size: Optional[int] = None  # synthetic: number of training images
-    image_size: Optional[int] = None  # digits: side the 8x8 images are resized to
+    image_size: Optional[int] = None  # digits: side the 8x8 images are resized to; imagefolder: input side
     num_workers: int = 2  # file datasets (DataLoader workers)
 
 
@@ -88,7 +88,7 @@ class TrainConfig:
     sched: Any = MISSING  # {name: none|step|..., warmup_epochs: ..., <the schedule's arguments>}
     init: InitConfig = field(default_factory=InitConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    augment: Any = field(default_factory=dict)
+    augment: Any = MISSING  # {hflip: ..., crop_padding: ..., ...} (dlcourse/data/augment.py)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
 
 

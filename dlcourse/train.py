@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import checkpoint
 from dlcourse.config import validate
-from dlcourse.data import build_data, read_dataset
+from dlcourse.data import FILE_DATASETS, Data, build_data, build_folder_data, read_dataset
+from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
 from dlcourse.engine import Engine, Interrupted, Settings
 from dlcourse.errors import CheckpointError, ConfigError, DivergenceError
 from dlcourse.init import init_weights
@@ -105,6 +106,52 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
+def make_data(cfg: DictConfig, device: torch.device) -> tuple[Data, Augmentation]:
+    """The dataset as loaders on `device`, with the training augmentation."""
+    t, d = cfg.trainer, cfg.dataset
+    augment = OmegaConf.to_container(cfg.augment, resolve=True)
+    if d.name in FILE_DATASETS:  # files read by DataLoader workers, not held in memory
+        size = d.image_size or 64
+        data = build_folder_data(d.root, image_size=size, batch_size=t.batch_size,
+                                 eval_batch_size=t.eval_batch_size, val_split=d.val_split, seed=cfg.seed,
+                                 device=device, num_workers=d.num_workers,
+                                 train_transform=folder_transforms(size, train=True, **augment),
+                                 limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
+        num_classes = data.num_classes
+        augmentation = build_augmentation(num_classes, device, cfg.seed, **augment)
+        augmentation.transform = None  # applied per image by folder_transforms in the workers
+        return data, augmentation
+    dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
+                           image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
+                           image_size=d.image_size)
+    augmentation = build_augmentation(len(dataset.classes), device, cfg.seed, **augment)
+    data = build_data(dataset, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+                      val_split=d.val_split, seed=cfg.seed, device=device, subset=d.subset,
+                      train_transform=augmentation.transform, limit_train_batches=t.limit_train_batches,
+                      channels_last=t.channels_last)
+    return data, augmentation
+
+
+def make_model(cfg: DictConfig, data: Data, device: torch.device) -> tuple[torch.nn.Module, str]:
+    """The configured model, initialised, on `device`."""
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    name = options.pop("name")
+    model = build_model(name, data.image_shape, data.num_classes, **options)
+    init_weights(model, cfg.init.name, gain=cfg.init.gain, std=cfg.init.std)
+    model.to(device)
+    if cfg.trainer.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model, name
+
+
+def make_settings(cfg: DictConfig) -> Settings:
+    t, r = cfg.trainer, cfg.regularization
+    return Settings(max_epochs=t.max_epochs, monitor=t.monitor, patience=t.early_stopping.patience,
+                    min_delta=t.early_stopping.min_delta, precision=str(t.precision),
+                    log_every_n_steps=t.log_every_n_steps, l1=r.l1, clip_grad_norm=r.clip_grad_norm,
+                    clip_grad_value=r.clip_grad_value, agc=r.agc)
+
+
 def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
     """Train, evaluate the best checkpoint on the test set, write metrics.json; return the best
     value of `trainer.monitor` (for Hydra sweepers)."""
@@ -123,34 +170,16 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
     resumed = checkpoint.load(ckpt_path) if ckpt_path else None
 
     seed_everything(cfg.seed, t.deterministic)
-    dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
-                           image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
-                           image_size=d.image_size)
-    data = build_data(dataset, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-                      val_split=d.val_split, seed=cfg.seed, device=device, subset=d.subset,
-                      limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
+    data, augmentation = make_data(cfg, device)
     if data.val is None and t.monitor.startswith("val/"):
         raise ConfigError(f"trainer.monitor={t.monitor} needs a validation split, but dataset.val_split=0. "
                           "Set dataset.val_split>0 or monitor a training metric (trainer.monitor=train/loss).")
-
-    model_opts = OmegaConf.to_container(cfg.model, resolve=True)
-    model_name = model_opts.pop("name")
-    model = build_model(model_name, data.image_shape, data.num_classes, **model_opts)
-    init_weights(model, cfg.init.name, gain=cfg.init.gain, std=cfg.init.std)
-    model.to(device)
-    if t.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model, model_name = make_model(cfg, data, device)
     forward_model = compile_model(model) if t.compile else model
-
     optim_opts = OmegaConf.to_container(cfg.optim, resolve=True)
-    optimizer_cls = get_class(optim_opts.pop("_target_"))
-    optimizer = build_optimizer(model, optimizer_cls, decay_bias_and_norm=cfg.regularization.decay_bias_and_norm,
-                                **optim_opts)
-    settings = Settings(max_epochs=t.max_epochs, monitor=t.monitor, patience=t.early_stopping.patience,
-                        min_delta=t.early_stopping.min_delta, precision=str(t.precision),
-                        log_every_n_steps=t.log_every_n_steps, l1=cfg.regularization.l1,
-                        clip_grad_norm=cfg.regularization.clip_grad_norm,
-                        clip_grad_value=cfg.regularization.clip_grad_value, agc=cfg.regularization.agc)
+    optimizer = build_optimizer(model, get_class(optim_opts.pop("_target_")),
+                                decay_bias_and_norm=cfg.regularization.decay_bias_and_norm, **optim_opts)
+    settings = make_settings(cfg)
     sched_opts = OmegaConf.to_container(cfg.sched, resolve=True)
     schedule = build_schedule(optimizer, sched_opts.pop("name"), len(data.train), t.max_epochs,
                               mode=settings.mode, **sched_opts)
@@ -163,7 +192,8 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
              "normalization": {"mean": data.normalize.mean.flatten().tolist(),
                                "std": data.normalize.std.flatten().tolist()}}
     engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
-                    extra_checkpoint=extra, forward_model=forward_model)
+                    extra_checkpoint=extra, forward_model=forward_model,
+                    batch_transform=augmentation.batch_transform, generators=(augmentation.generator,))
     try:
         if resumed is not None:
             engine.restore(resumed)
@@ -171,7 +201,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
         else:
             x, _ = next(iter(data.train))
             logger.images("train/images", data.normalize.invert(x[:64]))
-        logger.info(f"{model_name} on {d.name} ({len(data.train.labels)} train / "
+        logger.info(f"{model_name} on {d.name} ({data.train.num_samples} train / "
                     f"{data.val.num_samples if data.val else 0} val / {data.test.num_samples} test), "
                     f"{sum(p.numel() for p in model.parameters()):,} parameters, device {device}, "
                     f"run dir {run_dir}")

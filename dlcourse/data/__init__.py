@@ -10,11 +10,14 @@ from typing import Optional
 
 import torch
 
+from dlcourse.data.cifar import CIFAR_DATASETS, read_cifar
+from dlcourse.data.folder import FolderLoader, build_folder_data
 from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_stats
 from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
 from dlcourse.errors import ConfigError
 
-IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "synthetic")
+IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic")
+FILE_DATASETS = ("imagefolder",)  # read by build_folder_data, batch by batch
 
 
 @dataclass
@@ -40,7 +43,12 @@ def read_dataset(name: str, root: str = "data", download: bool = False, seed: in
         return read_synthetic(tuple(image_shape), num_classes, size, seed=seed)
     if name in ("mnist", "fashion_mnist", "kmnist"):
         return read_idx_dataset(name, root, download)
-    raise ConfigError(f"dataset.name={name!r} is not known: choose one of {', '.join(IN_MEMORY_DATASETS)}.")
+    if name in CIFAR_DATASETS:
+        return read_cifar(name, root, download)
+    if name in FILE_DATASETS:
+        raise ConfigError(f"dataset.name={name!r} is read from files by build_folder_data, not into memory.")
+    known = ", ".join((*IN_MEMORY_DATASETS, *FILE_DATASETS))
+    raise ConfigError(f"dataset.name={name!r} is not known: choose one of {known}.")
 
 
 def split_train_val(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

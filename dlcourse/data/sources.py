@@ -26,8 +26,11 @@ def candidate_folders(name: str, root: str, subdirs: Iterable[str] = ()) -> list
 
 
 def locate(name: str, root: str, files: tuple[str, ...], download: bool,
-           fetch: Callable[[Path], None], subdirs: Iterable[str] = ()) -> Path:
-    """The first folder holding all `files` (plain or .gz); downloads with `fetch(root)` if allowed."""
+           fetch: Callable[[Path], None], subdirs: Iterable[str] = (), note: str = "") -> Path:
+    """The first folder holding all `files` (plain or .gz); downloads with `fetch(root)` if allowed.
+
+    `note` ends the not-found message (e.g. which archive unpacks to the expected folder).
+    """
     subdirs = tuple(subdirs)
     for folder in candidate_folders(name, root, subdirs):
         if _has_all(folder, files):
@@ -47,4 +50,4 @@ def locate(name: str, root: str, files: tuple[str, ...], download: bool,
     raise DataError(
         f"Dataset '{name}' not found: looked for {', '.join(files)} (plain or .gz) in {looked}. "
         f"Get it with dataset.download=true (needs internet){hint}, or copy the files into "
-        f"dataset.root={root}/{name}.")
+        f"dataset.root={root}/{name}.{' ' + note if note else ''}")

@@ -1,0 +1,178 @@
+"""Image-folder datasets (torchvision's ImageFolder layout), read by a DataLoader with workers.
+
+Layout under `root`: `train/<class>/<image>` (required), `val/<class>/...` and `test/<class>/...`
+(optional). Without val/, a `val_split` share of train/ is held out (seeded, as for the in-memory
+datasets); with val/, `val_split` is ignored. Without test/, the validation images also serve as
+the test set, and a note says so. Class indices follow train/'s sorted folder names; val/ and
+test/ may lack classes but not add new ones.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from dlcourse.data.loader import Normalize
+from dlcourse.errors import ConfigError, DataError
+
+LAYOUT = ("an image-folder dataset is laid out as <root>/train/<class>/<image files>, with optional "
+          "val/ and test/ folders of the same classes (torchvision's ImageFolder layout)")
+
+
+def folder_transform(image_size: int) -> Callable:
+    """Resize the short side, crop the centre square, to float [0, 1]: evaluation (and default training)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize(image_size), v2.CenterCrop(image_size), v2.ToImage(),
+                       v2.ToDtype(torch.float32, scale=True)])
+
+
+def _image_folder(path: Path, classes: list[str], transform: Callable, allow_empty: bool):
+    """torchvision's ImageFolder over `path`, its labels renumbered by train/'s class list."""
+    from torchvision.datasets import ImageFolder
+
+    extra = sorted(d.name for d in path.iterdir() if d.is_dir() and d.name not in classes)
+    if extra:
+        raise DataError(f"{path} has class folders that train/ lacks: {', '.join(extra)}. Every class "
+                        f"of val/ and test/ needs a folder in train/ ({LAYOUT}).")
+    try:
+        dataset = ImageFolder(str(path), transform=transform, allow_empty=allow_empty)
+    except FileNotFoundError as e:
+        raise DataError(f"Cannot read the image folder {path}: {e} ({LAYOUT}).") from None
+    if len(dataset) == 0:
+        raise DataError(f"{path} holds no images ({LAYOUT}).")
+    # a plain ImageFolder (not a subclass defined here) so that spawned workers can unpickle it
+    index = {c: i for i, c in enumerate(classes)}
+    dataset.samples = dataset.imgs = [(f, index[dataset.classes[t]]) for f, t in dataset.samples]
+    dataset.targets = [t for _, t in dataset.samples]
+    dataset.classes, dataset.class_to_idx = list(classes), index
+    return dataset
+
+
+def _channel_stats(dataset: Dataset, indices: torch.Tensor, num_workers: int,
+                   max_images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over up to `max_images` images spread evenly over `indices`."""
+    pick = indices[torch.linspace(0, len(indices) - 1, min(max_images, len(indices))).round().long()]
+    total = total_sq = 0.0
+    pixels = 0
+    for x, _ in DataLoader(Subset(dataset, pick.tolist()), batch_size=64, num_workers=num_workers):
+        x = x.as_subclass(torch.Tensor).to(torch.float64)
+        total = total + x.sum(dim=(0, 2, 3))
+        total_sq = total_sq + (x * x).sum(dim=(0, 2, 3))
+        pixels += x.numel() // x.shape[1]
+    mean = total / pixels
+    std = (total_sq / pixels - mean * mean).clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.float(), std.float()
+
+
+class EpochShuffle(Sampler):
+    """One permutation per epoch, one draw of `generator` (RandomSampler draws a second one at its
+    end, which worker prefetching may or may not reach: the order would depend on num_workers)."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator = n, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
+class FolderLoader:
+    """Batches from a DataLoader over image files, normalised on the device; TensorLoader's interface."""
+
+    def __init__(self, dataset: Dataset, labels: torch.Tensor, batch_size: int, *, device: torch.device,
+                 normalize: Normalize, shuffle: bool = False, generator: Optional[torch.Generator] = None,
+                 num_workers: int = 0, limit_batches: Optional[int] = None, channels_last: bool = False):
+        self.labels, self.batch_size, self.device = labels, batch_size, device
+        self.normalize, self.generator, self.limit_batches = normalize, generator, limit_batches
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # `generator` draws only the shuffling order, so a checkpoint of it replays the next epoch.
+        # The DataLoader draws its workers' seeds whenever it makes a new iterator (once, with
+        # persistent workers): from a private generator, so that neither `generator` nor the
+        # global RNG depends on whether a run was resumed. A lone last sample is dropped when
+        # training, as in TensorLoader.
+        sampler = EpochShuffle(len(dataset), generator) if shuffle else None
+        worker_seeds = torch.Generator().manual_seed(generator.initial_seed() if generator else 0)
+        self.loader = DataLoader(dataset, batch_size, sampler=sampler, generator=worker_seeds,
+                                 num_workers=num_workers, pin_memory=device.type == "cuda",
+                                 persistent_workers=num_workers > 0,
+                                 drop_last=shuffle and len(dataset) % batch_size == 1)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        n = len(self.loader)
+        return n if self.limit_batches is None else min(n, self.limit_batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in itertools.islice(self.loader, len(self)):
+            x = x.as_subclass(torch.Tensor).to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            yield self.normalize(x).contiguous(memory_format=self.memory_format), y
+
+
+def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_size: int, val_split: float,
+                      seed: int, device: torch.device, num_workers: int = 2,
+                      train_transform: Optional[Callable] = None, limit_train_batches: Optional[int] = None,
+                      channels_last: bool = False, stats_images: int = 500):
+    """Loaders over the image folders in `root` (see the module docstring); returns a `Data`."""
+    from dlcourse.data import Data, split_train_val  # the package imports this module
+
+    if root is None or root == "???":
+        raise DataError(f"dataset=imagefolder needs dataset.root, the folder of your images: {LAYOUT}. "
+                        "E.g. python train.py dataset=imagefolder dataset.root=/path/to/images")
+    root_dir = Path(root)
+    if not (root_dir / "train").is_dir():
+        raise DataError(f"dataset.root={root} has no train/ folder: {LAYOUT}. Point dataset.root at it, "
+                        "e.g. python train.py dataset=imagefolder dataset.root=/path/to/images")
+    from torchvision.datasets.folder import find_classes
+
+    try:
+        classes, _ = find_classes(str(root_dir / "train"))
+    except FileNotFoundError as e:
+        raise DataError(f"{root_dir / 'train'}: {e} ({LAYOUT}).") from None
+    eval_tf = folder_transform(image_size)
+    train_set = _image_folder(root_dir / "train", classes, train_transform or eval_tf, allow_empty=False)
+    train_eval = copy.copy(train_set)  # the same files, read without augmentation
+    train_eval.transform = eval_tf
+    train_labels = torch.tensor(train_set.targets, dtype=torch.int64)
+
+    if (root_dir / "val").is_dir():
+        val_set = _image_folder(root_dir / "val", classes, eval_tf, allow_empty=True)
+        val_labels = torch.tensor(val_set.targets, dtype=torch.int64)
+        train_idx = torch.arange(len(train_set))
+    else:
+        train_idx, val_idx = split_train_val(len(train_set), val_split, seed)
+        val_set = Subset(train_eval, val_idx.tolist()) if len(val_idx) else None
+        val_labels = train_labels[val_idx]
+        if len(train_idx) == 0:
+            raise ConfigError(f"dataset.val_split={val_split} leaves no training images out of {len(train_set)}.")
+        train_set, train_labels = Subset(train_set, train_idx.tolist()), train_labels[train_idx]
+
+    if (root_dir / "test").is_dir():
+        test_set = _image_folder(root_dir / "test", classes, eval_tf, allow_empty=True)
+        test_labels = torch.tensor(test_set.targets, dtype=torch.int64)
+    elif val_set is not None:
+        print(f"note: {root_dir} has no test/ folder, so the validation images serve as the test set; "
+              "test metrics are then optimistic (the best epoch was chosen on them).")
+        test_set, test_labels = val_set, val_labels
+    else:
+        raise ConfigError(f"{root_dir} has neither val/ nor test/ and dataset.val_split=0: nothing to "
+                          "evaluate on. Add a val/ or test/ folder, or set dataset.val_split>0.")
+
+    normalize = Normalize(*_channel_stats(train_eval, train_idx, num_workers, stats_images), device)
+    common = dict(device=device, normalize=normalize, num_workers=num_workers, channels_last=channels_last)
+    train = FolderLoader(train_set, train_labels, batch_size, shuffle=True,
+                         generator=torch.Generator().manual_seed(seed), limit_batches=limit_train_batches,
+                         **common)
+    val = FolderLoader(val_set, val_labels, eval_batch_size, **common) if val_set is not None else None
+    test = val if test_set is val_set else FolderLoader(test_set, test_labels, eval_batch_size, **common)
+    return Data(train, val, test, (3, image_size, image_size), list(classes), normalize)
