@@ -1,7 +1,8 @@
 """Weight-initialisation schemes (torch.nn.init) applied to every conv and linear layer.
 
 Weights follow the scheme, biases start at zero, normalisation layers at weight 1 and bias 0.
-`default` keeps PyTorch's own initialisation (Kaiming-uniform with a = sqrt(5)).
+`default` keeps the model's own initialisation: PyTorch's per-layer defaults (Kaiming-uniform with
+a = sqrt(5)), or torchvision's scheme for VGG and ResNet.
 """
 from __future__ import annotations
 

@@ -8,13 +8,24 @@ import torch
 from torch import nn
 
 from dlcourse.errors import ConfigError
+from dlcourse.models.alexnet import alexnet
 from dlcourse.models.lenet import lenet
 from dlcourse.models.mlp import mlp
+from dlcourse.models.resnet import resnet18, resnet34, resnet50
+from dlcourse.models.vgg import vgg11, vgg13, vgg16, vgg19
 
 # name -> builder(input_shape, num_classes, **options)
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "lenet": lenet,
+    "alexnet": alexnet,
+    "vgg11": vgg11,
+    "vgg13": vgg13,
+    "vgg16": vgg16,
+    "vgg19": vgg19,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
 }
 
 
@@ -30,10 +41,12 @@ def check_forward(model: nn.Module, input_shape: tuple[int, int, int], name: str
             model(torch.zeros(2, *input_shape))
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[0]
-        raise ConfigError(
-            f"model={name} cannot take {'x'.join(map(str, input_shape))} inputs: layer '{current['layer']}' "
-            f"failed ({reason}). The feature map shrinks below 1 pixel: use a dataset with larger images, "
-            f"a shallower model, or resize the input.") from None
+        shrinks = "too small" in reason or "smaller than kernel" in reason
+        why = ("The feature map shrinks below the layer's kernel: use a dataset with larger images, a "
+               "shallower model, or model.small_input=true where the model has it." if shrinks else
+               "Check that the model's options fit the data (channels, image size).")
+        raise ConfigError(f"model={name} cannot take {'x'.join(map(str, input_shape))} inputs: layer "
+                          f"'{current['layer']}' failed ({reason}). {why}") from None
     finally:
         model.train(was_training)
         for h in hooks:

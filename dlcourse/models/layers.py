@@ -32,3 +32,21 @@ def activation(name: str) -> nn.Module:
     except KeyError:
         raise ConfigError(f"model.activation={name!r} is not known: choose one of "
                           f"{', '.join(ACTIVATIONS)}.") from None
+
+
+SMALL_INPUT = 64  # images narrower than this (pixels, either side) get a model's small-image variant
+
+
+def is_small_input(h: int, w: int, small_input: bool | None = None) -> bool:
+    """Whether to build the small-image (CIFAR-style) variant; `small_input` overrides the size rule."""
+    return min(h, w) < SMALL_INPUT if small_input is None else bool(small_input)
+
+
+def replace_relu(modules: list[nn.Sequential], name: str) -> None:
+    """Swap every nn.ReLU in `modules` for activation `name` (torchvision's in-place ReLUs stay for relu)."""
+    if name == "relu":
+        return
+    for layers in modules:
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.ReLU):
+                layers[i] = activation(name)
