@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from dlcourse.data.augment import check_options as check_augment_options
 
 from dlcourse.errors import ConfigError
 
@@ -132,6 +134,7 @@ def validate(cfg: DictConfig) -> None:
     wd = o.get("weight_decay", 0.0)
     _check(isinstance(wd, (int, float)) and wd >= 0, "optim.weight_decay", wd, "it must be a number >= 0")
     _validate_names(cfg)
+    check_augment_options(OmegaConf.to_container(cfg.augment, resolve=True))
     r = cfg.regularization
     _check(r.l1 >= 0, "regularization.l1", r.l1, "it must be >= 0")
     for key in ("clip_grad_norm", "clip_grad_value", "agc"):

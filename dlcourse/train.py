@@ -204,6 +204,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
         logger.info(f"{model_name} on {d.name} ({data.train.num_samples} train / "
                     f"{data.val.num_samples if data.val else 0} val / {data.test.num_samples} test), "
                     f"{sum(p.numel() for p in model.parameters()):,} parameters, device {device}, "
+                    f"augment {augmentation}, "
                     f"run dir {run_dir}")
         with _StopOnSignal(engine) as stopper:
             try:
