@@ -75,7 +75,7 @@ class Engine:
                  batch_transform: Optional[Callable] = None,
                  generators: tuple[Optional[torch.Generator], ...] = ()):
         self.model = model  # the module whose state is saved
-        self.forward = forward_model or model  # what runs the batches (torch.compile'd or not)
+        self.forward = forward_model if forward_model is not None else model  # what runs the batches (torch.compile'd or not)
         self.optimizer, self.schedule, self.loss_fn = optimizer, schedule, loss_fn
         self.data, self.s, self.device, self.logger = data, settings, device, logger
         self.ckpt_dir = Path(run_dir) / "checkpoints"

@@ -175,7 +175,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
         raise ConfigError(f"trainer.monitor={t.monitor} needs a validation split, but dataset.val_split=0. "
                           "Set dataset.val_split>0 or monitor a training metric (trainer.monitor=train/loss).")
     model, model_name = make_model(cfg, data, device)
-    forward_model = compile_model(model) if t.compile else model
+    forward_model = compile_model(model, next(iter(data.train))[0]) if t.compile else model
     optim_opts = OmegaConf.to_container(cfg.optim, resolve=True)
     optimizer = build_optimizer(model, get_class(optim_opts.pop("_target_")),
                                 decay_bias_and_norm=cfg.regularization.decay_bias_and_norm, **optim_opts)
@@ -219,13 +219,22 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
         logger.close()
 
 
-def compile_model(model: torch.nn.Module) -> torch.nn.Module:
-    """torch.compile when it works here; otherwise the eager model and one warning."""
+def compile_model(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """torch.compile'd `model` when compiling works here (tried on `example`), else the eager model
+    and one warning. Compilation is lazy, so only a first call shows whether it works."""
     try:
-        return torch.compile(model)
-    except Exception as e:  # missing compiler toolchain, unsupported platform
-        print(f"warning: trainer.compile=true but torch.compile failed ({e}); running eagerly.", file=sys.stderr)
+        compiled = torch.compile(model)
+        model.eval()  # the probe must not touch batch-norm statistics
+        with torch.no_grad():
+            compiled(example)
+        return compiled
+    except Exception as e:  # no C++ compiler, unsupported platform or operator
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"warning: trainer.compile=true but torch.compile failed here ({reason[:200]}); "
+              "training without it.", file=sys.stderr, flush=True)
         return model
+    finally:
+        model.train()
 
 
 def _summary(engine: Engine, started: float) -> dict:

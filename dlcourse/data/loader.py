@@ -12,12 +12,20 @@ import torch
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def channel_stats(images: torch.Tensor, max_images: int = 20_000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of uint8 images [N, C, H, W], scaled to [0, 1]."""
-    x = images[:max_images].to(torch.float64) / 255.0
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # a constant channel must not divide by zero
-    return mean.float(), std.float()
+def channel_stats(images: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images [N, C, H, W], scaled to [0, 1]; summed in float64
+    chunks so no float copy of the whole dataset is ever made."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].to(torch.float64)
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += x.square().sum(dim=(0, 2, 3))
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    var = (total_sq / count - mean.square()) * count / max(count - 1, 1)
+    std = var.clamp_min(0).sqrt() / 255.0
+    return (mean / 255.0).float(), std.clamp_min(1e-3).float()  # a constant channel must not divide by zero
 
 
 class Normalize:
