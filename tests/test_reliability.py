@@ -29,6 +29,8 @@ BAD_INPUTS = [
     (["trainer.max_epochs=abc"], "trainer.max_epochs"),
     (["sched=cosine", "sched.warmup_epochs=-1", "sched.name=cosinus"], "sched.name"),
     (["resume=/nonexistent/last.pt"], "/nonexistent/last.pt"),
+    (["model=vgg11", "model.small_input=false"], "layer 'features.20'"),  # too deep for 28x28
+    (["augment=standard", "augment.hflip=2"], "augment.hflip"),
 ]
 
 
