@@ -1,6 +1,7 @@
 """From a composed Hydra config to a finished run: `run(cfg)` is what `train.py` calls."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -117,10 +118,9 @@ def make_data(cfg: DictConfig, device: torch.device) -> tuple[Data, Augmentation
                                  device=device, num_workers=d.num_workers,
                                  train_transform=folder_transforms(size, train=True, **augment),
                                  limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
-        num_classes = data.num_classes
-        augmentation = build_augmentation(num_classes, device, cfg.seed, **augment)
-        augmentation.transform = None  # applied per image by folder_transforms in the workers
-        return data, augmentation
+        # per-image ops run in the workers (folder_transforms); only mixup/cutmix stay on the batch
+        augmentation = build_augmentation(data.num_classes, device, cfg.seed, **augment)
+        return data, dataclasses.replace(augmentation, transform=None)
     dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
                            image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
                            image_size=d.image_size)

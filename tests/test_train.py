@@ -112,3 +112,28 @@ def test_lenet_on_real_fashion_mnist_learns(tmp_path):
     metrics = train(tmp_path / "run", ["model=lenet", "dataset=fashion_mnist", f"dataset.root={tmp_path}",
                                        "dataset.subset=12000", "trainer.max_epochs=1"])
     assert metrics["test/acc"] >= 0.70  # 1 epoch on 10.8k images; the full run reaches ~0.89 in 5
+
+
+def test_image_folder_run_with_augmentation_and_mixup(tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "images" / "train" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+                tmp_path / "images" / "train" / cls / f"{i}.png")
+    metrics = train(tmp_path / "run", ["dataset=imagefolder", f"dataset.root={tmp_path / 'images'}",
+                                       "dataset.image_size=32", "dataset.num_workers=0", "model=lenet",
+                                       "augment=standard", "augment.mixup_alpha=0.2", "trainer.batch_size=8",
+                                       "trainer.max_epochs=2", "dataset.val_split=0.2"])
+    assert metrics["epochs_run"] == 2 and 0.0 <= metrics["test/acc"] <= 1.0
+
+
+def test_augmented_run_resumes_exactly(tmp_path):
+    common = ["trainer.deterministic=true", "augment=strong", "augment.mixup_alpha=0.2", "model=lenet"]
+    straight = train(tmp_path / "a", [*common, "trainer.max_epochs=3"])
+    train(tmp_path / "b", [*common, "trainer.max_epochs=1"])
+    resumed = train(tmp_path / "b", [*common, "trainer.max_epochs=3", "resume=true"])
+    assert resumed["test/loss"] == pytest.approx(straight["test/loss"], rel=1e-6)
