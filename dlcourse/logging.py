@@ -73,11 +73,6 @@ class RunLogger:
         self.info(f"epoch {epoch}/{max_epochs}  {format_metrics(shown)}")
 
     # TensorBoard ----------------------------------------------------------------------------
-    def step_losses(self, steps: list[int], losses: torch.Tensor) -> None:
-        """Training loss every N steps, written in one go (one device sync for the whole list)."""
-        for s, v in zip(steps, losses.tolist()):
-            self.writer.add_scalar("train/loss_step", v, s)
-
     def images(self, tag: str, images: torch.Tensor, nrow: int = 8) -> None:
         """A grid of images in [0, 1] (shape [N, C, H, W])."""
         from torchvision.utils import make_grid

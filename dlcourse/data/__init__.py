@@ -16,6 +16,9 @@ from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_sta
 from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
 from dlcourse.errors import ConfigError
 
+__all__ = ["Data", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
+           "build_folder_data", "read_dataset", "split_train_val"]
+
 IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic")
 FILE_DATASETS = ("imagefolder",)  # read by build_folder_data, batch by batch
 
