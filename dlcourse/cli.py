@@ -1,11 +1,13 @@
-"""The command-line job around `dlcourse.train.run`: user errors as one paragraph, no traceback."""
+"""The command-line job around `dlcourse.train.run`: user errors as one paragraph, no traceback;
+`resume` continues a run with its own overrides."""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlcourse.errors import DivergenceError, UserError
 
@@ -19,7 +21,28 @@ def _remove_if_empty(run_dir: Path) -> None:
             return
 
 
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def saved_overrides(resume, run_dir: Path) -> Optional[list[str]]:
+    """The command-line overrides of the run that `resume` continues (its .hydra/overrides.yaml)."""
+    if resume is None or resume is False:
+        return None
+    is_true = resume is True or str(resume).lower() == "true"
+    run = run_dir if is_true else Path(str(resume)).resolve().parent.parent  # <run>/checkpoints/last.pt
+    path = run / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else None
+
+
+def resume_overrides(saved: list[str], given: list[str]) -> list[str]:
+    """The run's own overrides, then this command's (which win for the same key)."""
+    keys = {_key(o) for o in given}
+    return [o for o in saved if _key(o) not in keys and not o.startswith("hydra.")] + list(given)
+
+
 def run_job(cfg: DictConfig) -> float:
+    from hydra import compose
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -27,8 +50,14 @@ def run_job(cfg: DictConfig) -> float:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
     try:
-        return run(cfg, run_dir)
+        saved = saved_overrides(cfg.resume, run_dir)
+        if saved:
+            overrides = resume_overrides(saved, overrides)
+            cfg = compose(config_name=hc.job.config_name, overrides=overrides)
+            print(f"Resuming with the run's own overrides and this command's: {' '.join(overrides)}", flush=True)
+        return run(cfg, run_dir, overrides)
     except UserError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

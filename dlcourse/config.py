@@ -49,6 +49,7 @@ class DatasetConfig:
     root: Optional[str] = "data"  # imagefolder: the folder holding train/ (val/, test/)
     download: bool = False
     val_split: float = 0.1
+    split_seed: int = 0  # draws the train/val split, independently of `seed` (which drives training)
     subset: Optional[int] = None  # keep only the first N training images (quick experiments)
     image_shape: Optional[List[int]] = None  # synthetic: [C, H, W]
     num_classes: Optional[int] = None  # synthetic
@@ -118,8 +119,6 @@ def validate(cfg: DictConfig) -> None:
     _check(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "it must be >= 1")
     p = t.early_stopping.patience
     _check(p is None or p >= 1, "trainer.early_stopping.patience", p, "it must be null (off) or >= 1")
-    _check(t.monitor.split("/")[0] in ("val", "train") and "/" in t.monitor, "trainer.monitor", t.monitor,
-           "use a logged metric such as val/acc, val/loss, train/loss")
     _check(0.0 <= d.val_split < 1.0, "dataset.val_split", d.val_split, "it must be in [0, 1)")
     _check(d.subset is None or d.subset >= 1, "dataset.subset", d.subset, "it must be null or >= 1")
     if d.name == "synthetic":
@@ -142,7 +141,48 @@ def validate(cfg: DictConfig) -> None:
         _check(v is None or v > 0, f"regularization.{key}", v, "it must be null (off) or > 0")
     _check(0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing", cfg.loss.label_smoothing,
            "it must be in [0, 1)")
+    _check_soft_targets(cfg)
 
+
+def _check_soft_targets(cfg: DictConfig) -> None:
+    from dlcourse.losses import SOFT_TARGETS
+
+    mixing = [f"augment.{k}={cfg.augment.get(k)}" for k in ("mixup_alpha", "cutmix_alpha") if cfg.augment.get(k)]
+    if mixing and cfg.loss.name not in SOFT_TARGETS:
+        raise ConfigError(f"loss={cfg.loss.name} does not combine with {' and '.join(mixing)}: mixup and cutmix "
+                          "train on mixed class probabilities, which this loss cannot take. Use a loss that "
+                          f"can ({', '.join('loss=' + n for n in SOFT_TARGETS)}), or switch mixing off "
+                          "(augment.mixup_alpha=0 augment.cutmix_alpha=0).")
+
+
+# Keys that may differ when a run is resumed; every other key of these groups changes what the
+# checkpoint means (which weights, which data and split, which batches, which objective).
+RESUME_FIXED = ("seed", "model", "dataset", "trainer.batch_size", "loss", "augment", "optim._target_")
+RESUME_FREE = ("dataset.root", "dataset.download", "dataset.num_workers")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def check_resume(saved: Optional[dict], cfg: DictConfig, path: str) -> None:
+    """Stop when the new config changes a key in RESUME_FIXED from the checkpoint's stored config."""
+    if saved is None:
+        return
+    old, new = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
+    fixed = [k for k in old if k not in RESUME_FREE and any(k == f or k.startswith(f + ".") for f in RESUME_FIXED)]
+    diff = [f"{k}: {old[k]!r} in the checkpoint, {new.get(k)!r} now" for k in fixed if new.get(k) != old[k]]
+    if diff:
+        raise ConfigError(f"Cannot resume from {path}: this command changes what the checkpoint means ("
+                          f"{'; '.join(diff)}). Drop those overrides to continue the run as it was, or start "
+                          "a new run with the new settings (without resume, in another run directory). "
+                          "Keys such as trainer.max_epochs, the early-stopping patience, logging and the "
+                          "device may change on resume.")
 
 def _validate_names(cfg: DictConfig) -> None:
     """Names that select code, checked before any data is read."""
@@ -150,7 +190,7 @@ def _validate_names(cfg: DictConfig) -> None:
     from dlcourse.losses import LOSSES
     from dlcourse.models import MODELS
     from dlcourse.models.layers import ACTIVATIONS
-    from dlcourse.optim import SCHEDULES
+    from dlcourse.schedules import SCHEDULES
 
     for key, value, allowed in (("model.name", cfg.model.get("name"), MODELS),
                                 ("model.activation", cfg.model.get("activation", "relu"), ACTIVATIONS),

@@ -19,8 +19,19 @@ from torch import nn
 from dlcourse.checkpoint import rng_state, save_atomic, set_rng_state
 from dlcourse.data import Data
 from dlcourse.errors import DivergenceError
-from dlcourse.logging import RunLogger
-from dlcourse.optim import Schedule, clip_gradients, l1_penalty
+from dlcourse.optim import clip_gradients, l1_penalty
+from dlcourse.runlog import RunLogger
+from dlcourse.schedules import Schedule
+
+TOP5_MIN_CLASSES = 10  # top-5 accuracy is logged for datasets with at least this many classes
+
+
+def monitorable_metrics(num_classes: int, has_val: bool) -> list[str]:
+    """The per-epoch metrics a run logs that `trainer.monitor` can follow."""
+    names = ["train/loss", "train/acc"]
+    if has_val:
+        names += ["val/loss", "val/acc"] + (["val/acc5"] if num_classes >= TOP5_MIN_CLASSES else [])
+    return names
 
 
 @dataclass
@@ -49,9 +60,10 @@ class TrainState:
 
     epoch: int = 0  # completed epochs
     step: int = 0  # optimizer steps taken
-    best: Optional[float] = None  # best value of the monitored metric
+    best: Optional[float] = None  # best value of the monitored metric (decides best.pt)
     best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the monitored metric last improved (early stopping)
+    stopping_reference: Optional[float] = None  # last value that beat the one before by min_delta
+    bad_epochs: int = 0  # epochs without such an improvement (early stopping)
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
 
@@ -70,13 +82,15 @@ def autocast(device: torch.device, precision: str):
 class Engine:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
                  loss_fn: nn.Module, data: Data, settings: Settings, device: torch.device,
-                 logger: RunLogger, run_dir: Path, extra_checkpoint: Optional[dict] = None,
+                 logger: RunLogger, run_dir: Path, eval_loss_fn: Optional[nn.Module] = None,
+                 extra_checkpoint: Optional[dict] = None,
                  forward_model: Optional[nn.Module] = None,
                  batch_transform: Optional[Callable] = None,
                  generators: tuple[Optional[torch.Generator], ...] = ()):
         self.model = model  # the module whose state is saved
         self.forward = forward_model if forward_model is not None else model  # what runs the batches (torch.compile'd or not)
         self.optimizer, self.schedule, self.loss_fn = optimizer, schedule, loss_fn
+        self.eval_loss_fn = eval_loss_fn if eval_loss_fn is not None else loss_fn  # without training-only terms
         self.data, self.s, self.device, self.logger = data, settings, device, logger
         self.ckpt_dir = Path(run_dir) / "checkpoints"
         self.extra = extra_checkpoint or {}
@@ -159,11 +173,11 @@ class Engine:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         correct5 = torch.zeros((), device=self.device, dtype=torch.long)
-        top5 = self.data.num_classes >= 10
+        top5 = self.data.num_classes >= TOP5_MIN_CLASSES
         for x, y in loader:
             with autocast(self.device, self.s.precision):
                 out = self.forward(x)
-                loss_sum += self.loss_fn(out, y).float() * len(y)
+                loss_sum += self.eval_loss_fn(out, y).float() * len(y)
             correct += (out.argmax(1) == y).sum()
             if top5:
                 correct5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
@@ -174,11 +188,20 @@ class Engine:
         return metrics
 
     # the run --------------------------------------------------------------------------------
-    def _improved(self, value: float) -> bool:
-        best = self.state.best
-        if best is None:
+    def _better(self, value: float, reference: Optional[float], margin: float = 0.0) -> bool:
+        if reference is None:
             return math.isfinite(value)
-        return value > best + self.s.min_delta if self.s.mode == "max" else value < best - self.s.min_delta
+        return value > reference + margin if self.s.mode == "max" else value < reference - margin
+
+    def _track(self, value: float, epoch: int) -> None:
+        """best.pt follows the best value; early stopping waits for an improvement of min_delta."""
+        st = self.state
+        if self._better(value, st.best):
+            st.best, st.best_epoch = value, epoch
+        if self._better(value, st.stopping_reference, self.s.min_delta):
+            st.stopping_reference, st.bad_epochs = value, 0
+        else:
+            st.bad_epochs += 1
 
     def fit(self) -> TrainState:
         st = self.state
@@ -190,10 +213,7 @@ class Engine:
             metrics["lr"] = lr
             value = metrics.get(self.s.monitor, float("nan"))
             st.epoch = epoch
-            if self._improved(value):
-                st.best, st.best_epoch, st.bad_epochs = value, epoch, 0
-            else:
-                st.bad_epochs += 1
+            self._track(value, epoch)
             self.schedule.after_epoch(value)
             st.history.append({"epoch": epoch, **metrics})
             st.stopped_early = self.s.patience is not None and st.bad_epochs >= self.s.patience

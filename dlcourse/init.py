@@ -1,7 +1,8 @@
 """Weight-initialisation schemes (torch.nn.init) applied to every conv and linear layer.
 
-Weights follow the scheme, biases start at zero, normalisation layers at weight 1 and bias 0.
-`default` keeps the model's own initialisation: PyTorch's per-layer defaults (Kaiming-uniform with
+Weights follow the scheme and biases start at zero. Normalisation layers keep what the model
+built (weight 1 and bias 0, or 0 for the last batch norm of each residual branch with
+`model.zero_init_residual=true`). `default` keeps the model's own initialisation: PyTorch's per-layer defaults (Kaiming-uniform with
 a = sqrt(5)), or torchvision's scheme for VGG and ResNet.
 """
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dlcourse.errors import ConfigError
 from dlcourse.models.layers import INIT_NONLINEARITY
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
 def _init_weight(w: torch.Tensor, scheme: str, gain: float, std: float, nonlinearity: str) -> None:
@@ -55,9 +55,6 @@ def init_weights(model: nn.Module, scheme: str = "default", gain: float = 1.0, s
             _init_weight(m.weight, scheme, gain, std, nonlinearity)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, NORMS) and getattr(m, "weight", None) is not None:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def expected_std(scheme: str, fan_in: int, fan_out: int, gain: float = 1.0) -> float:

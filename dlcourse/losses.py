@@ -1,8 +1,10 @@
 """Loss functions for classification, by textbook name.
 
-All take the model's raw outputs (logits) and integer class labels. `mse` and `mae` compare the
-softmax probabilities with one-hot targets (smoothed if `label_smoothing` > 0), the regression
-view of classification that courses contrast with cross-entropy.
+All take the model's raw outputs (logits) and integer class labels; all but `hinge` also take
+class probabilities (the soft targets of mixup and cutmix). `mse` and `mae` compare the softmax
+probabilities with one-hot targets (smoothed if `label_smoothing` > 0), the regression view of
+classification that courses contrast with cross-entropy. Label smoothing is a training-time
+regularizer: validation and test losses use the unsmoothed criterion (`build_loss(..., 0)`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ class NLLOfLogSoftmax(nn.Module):
     """Negative log-likelihood of log_softmax(logits): cross-entropy written as its two steps."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.nll_loss(F.log_softmax(logits, dim=1), target)
+        log_p = F.log_softmax(logits, dim=1)
+        if target.is_floating_point():  # class probabilities: the expected negative log-likelihood
+            return -(target * log_p).sum(1).mean()
+        return F.nll_loss(log_p, target)
 
 
 class ProbabilityRegression(nn.Module):
@@ -40,9 +45,11 @@ class ProbabilityRegression(nn.Module):
 
 
 LOSSES = ("cross_entropy", "nll", "mse", "mae", "hinge")
+SOFT_TARGETS = ("cross_entropy", "nll", "mse", "mae")  # losses that take class probabilities as targets
 
 
 def build_loss(name: str, num_classes: int, label_smoothing: float = 0.0) -> nn.Module:
+    """The criterion `name` (configs/loss/); raises ConfigError for an unknown name or option."""
     if name == "cross_entropy":
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     if name in ("mse", "mae"):

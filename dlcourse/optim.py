@@ -5,7 +5,6 @@ from typing import Iterable, Optional
 
 import torch
 from torch import nn
-from torch.optim import lr_scheduler as lrs
 
 from dlcourse.errors import ConfigError
 
@@ -64,67 +63,3 @@ def clip_gradients(params: list[nn.Parameter], norm: Optional[float] = None, val
         nn.utils.clip_grad_norm_(params, norm, foreach=True)
     if agc is not None:
         adaptive_clip_(params, agc)
-
-
-class Schedule:
-    """A torch LR scheduler and when to step it: after every batch, or after every epoch (plateau)."""
-
-    def __init__(self, scheduler: Optional[lrs.LRScheduler | lrs.ReduceLROnPlateau]):
-        self.scheduler = scheduler
-        self.on_plateau = isinstance(scheduler, lrs.ReduceLROnPlateau)
-
-    def after_batch(self) -> None:
-        if self.scheduler is not None and not self.on_plateau:
-            self.scheduler.step()
-
-    def after_epoch(self, metric: float) -> None:
-        if self.on_plateau:
-            self.scheduler.step(metric)
-
-    def state_dict(self) -> dict:
-        return self.scheduler.state_dict() if self.scheduler is not None else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.scheduler is not None and state:
-            self.scheduler.load_state_dict(state)
-
-
-SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau")
-
-
-def build_schedule(optimizer: torch.optim.Optimizer, name: str, steps_per_epoch: int, max_epochs: int,
-                   mode: str = "max", warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
-                   **kwargs) -> Schedule:
-    """An LR schedule by name. Epoch-based arguments (step_size, milestones) count epochs; schedules
-    step per batch so warm-up and cosine are smooth, while step decays still fall on epoch edges."""
-    if name not in SCHEDULES:
-        raise ConfigError(f"sched.name={name!r} is not known: choose one of {', '.join(SCHEDULES)}.")
-    warmup = round(warmup_epochs * steps_per_epoch)
-    if warmup and name in ("onecycle", "plateau"):
-        raise ConfigError(f"sched.warmup_epochs={warmup_epochs} does not combine with sched={name} "
-                          "(onecycle warms up by itself; plateau reacts to metrics): set it to 0.")
-    total = steps_per_epoch * max_epochs
-    spe = steps_per_epoch
-    try:
-        if name == "none":
-            main = lrs.LambdaLR(optimizer, lambda step: 1.0) if warmup else None
-        elif name == "step":
-            main = lrs.StepLR(optimizer, step_size=kwargs.pop("step_size") * spe, **kwargs)
-        elif name == "multistep":
-            main = lrs.MultiStepLR(optimizer, [m * spe for m in kwargs.pop("milestones")], **kwargs)
-        elif name == "exponential":
-            main = lrs.ExponentialLR(optimizer, gamma=kwargs.pop("gamma") ** (1.0 / spe), **kwargs)
-        elif name == "cosine":
-            main = lrs.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), **kwargs)
-        elif name == "onecycle":
-            max_lr = [g["lr"] for g in optimizer.param_groups]
-            main = lrs.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, **kwargs)
-        else:
-            main = lrs.ReduceLROnPlateau(optimizer, mode=mode, **kwargs)
-    except (TypeError, KeyError) as e:
-        raise ConfigError(f"sched={name} got unusable arguments ({e}); check the sched.* keys "
-                          f"in configs/sched/{name}.yaml.") from None
-    if warmup:
-        start = lrs.LinearLR(optimizer, start_factor=warmup_start_factor, total_iters=warmup)
-        main = lrs.SequentialLR(optimizer, [start, main], milestones=[warmup])
-    return Schedule(main)

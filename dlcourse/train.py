@@ -1,56 +1,52 @@
 """From a composed Hydra config to a finished run: `run(cfg)` is what `train.py` calls."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import signal
-import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import checkpoint
-from dlcourse.config import validate
-from dlcourse.data import FILE_DATASETS, Data, build_data, build_folder_data, read_dataset
-from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
-from dlcourse.engine import Engine, Interrupted, Settings
-from dlcourse.errors import CheckpointError, ConfigError, DivergenceError
-from dlcourse.init import init_weights
-from dlcourse.logging import RunLogger, write_metrics
-from dlcourse.losses import build_loss
-from dlcourse.models import build_model
-from dlcourse.optim import build_optimizer, build_schedule
+from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, make_data, make_losses,
+                               make_model, make_optimizer, make_schedule, make_settings, select_device)
+from dlcourse.config import check_resume, validate
+from dlcourse.engine import Engine, Interrupted
+from dlcourse.errors import CheckpointError, ConfigError, DivergenceError, UserError
+from dlcourse.runlog import RunLogger, collect_warnings, write_metrics
 
 
-def select_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; an explicit device must exist."""
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but this machine has no usable CUDA GPU (torch.cuda."
-                          "is_available() is False). Use trainer.device=auto or trainer.device=cpu.")
-    if name == "mps" and not mps:
-        raise ConfigError("trainer.device=mps but MPS is not available here. Use trainer.device=auto.")
-    return torch.device(name)
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_flags(deterministic: bool):
+    """Deterministic algorithms (or cuDNN autotuning) for one run; the process-wide flags are put
+    back afterwards, so one run in a process does not change the next."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
+        if saved[3] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[3]
 
 
 def resume_path(resume, run_dir: Path) -> Optional[Path]:
@@ -72,16 +68,13 @@ def resume_path(resume, run_dir: Path) -> Optional[Path]:
     return Path(str(resume))
 
 
-def write_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+def write_hydra_files(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]]) -> None:
     """`.hydra/` in the run directory, written once the config is known to be valid."""
-    from hydra.core.hydra_config import HydraConfig
-
     hydra_dir = run_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, hydra_dir / "config.yaml")
-    if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        OmegaConf.save(OmegaConf.create(list(hc.overrides.task)), hydra_dir / "overrides.yaml")
+    if overrides is not None:
+        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
 
 
 class _StopOnSignal:
@@ -107,54 +100,10 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
-def make_data(cfg: DictConfig, device: torch.device) -> tuple[Data, Augmentation]:
-    """The dataset as loaders on `device`, with the training augmentation."""
-    t, d = cfg.trainer, cfg.dataset
-    augment = OmegaConf.to_container(cfg.augment, resolve=True)
-    if d.name in FILE_DATASETS:  # files read by DataLoader workers, not held in memory
-        size = d.image_size or 64
-        data = build_folder_data(d.root, image_size=size, batch_size=t.batch_size,
-                                 eval_batch_size=t.eval_batch_size, val_split=d.val_split, seed=cfg.seed,
-                                 device=device, num_workers=d.num_workers,
-                                 train_transform=folder_transforms(size, train=True, **augment),
-                                 limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
-        # per-image ops run in the workers (folder_transforms); only mixup/cutmix stay on the batch
-        augmentation = build_augmentation(data.num_classes, device, cfg.seed, **augment)
-        return data, dataclasses.replace(augmentation, transform=None)
-    dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
-                           image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
-                           image_size=d.image_size)
-    augmentation = build_augmentation(len(dataset.classes), device, cfg.seed, **augment)
-    data = build_data(dataset, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-                      val_split=d.val_split, seed=cfg.seed, device=device, subset=d.subset,
-                      train_transform=augmentation.transform, limit_train_batches=t.limit_train_batches,
-                      channels_last=t.channels_last)
-    return data, augmentation
-
-
-def make_model(cfg: DictConfig, data: Data, device: torch.device) -> tuple[torch.nn.Module, str]:
-    """The configured model, initialised, on `device`."""
-    options = OmegaConf.to_container(cfg.model, resolve=True)
-    name = options.pop("name")
-    model = build_model(name, data.image_shape, data.num_classes, **options)
-    init_weights(model, cfg.init.name, gain=cfg.init.gain, std=cfg.init.std)
-    model.to(device)
-    if cfg.trainer.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model, name
-
-
-def make_settings(cfg: DictConfig) -> Settings:
-    t, r = cfg.trainer, cfg.regularization
-    return Settings(max_epochs=t.max_epochs, monitor=t.monitor, patience=t.early_stopping.patience,
-                    min_delta=t.early_stopping.min_delta, precision=str(t.precision),
-                    log_every_n_steps=t.log_every_n_steps, l1=r.l1, clip_grad_norm=r.clip_grad_norm,
-                    clip_grad_value=r.clip_grad_value, agc=r.agc)
-
-
-def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
+def run(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[list[str]] = None) -> float:
     """Train, evaluate the best checkpoint on the test set, write metrics.json; return the best
-    value of `trainer.monitor` (for Hydra sweepers)."""
+    value of `trainer.monitor` (for Hydra sweepers). `overrides` (the command line) go to
+    `.hydra/overrides.yaml`."""
     started = time.perf_counter()
     validate(cfg)
     t, d = cfg.trainer, cfg.dataset
@@ -168,73 +117,62 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> float:
     run_dir = Path(run_dir)
     ckpt_path = resume_path(cfg.resume, run_dir)
     resumed = checkpoint.load(ckpt_path) if ckpt_path else None
-
-    seed_everything(cfg.seed, t.deterministic)
-    data, augmentation = make_data(cfg, device)
-    if data.val is None and t.monitor.startswith("val/"):
-        raise ConfigError(f"trainer.monitor={t.monitor} needs a validation split, but dataset.val_split=0. "
-                          "Set dataset.val_split>0 or monitor a training metric (trainer.monitor=train/loss).")
-    model, model_name = make_model(cfg, data, device)
-    forward_model = compile_model(model, next(iter(data.train))[0]) if t.compile else model
-    optim_opts = OmegaConf.to_container(cfg.optim, resolve=True)
-    optimizer = build_optimizer(model, get_class(optim_opts.pop("_target_")),
-                                decay_bias_and_norm=cfg.regularization.decay_bias_and_norm, **optim_opts)
+    if resumed is not None:
+        check_resume(resumed.get("config"), cfg, str(ckpt_path))
+    info = dataset_info(cfg)
+    check_monitor(cfg, info)
+    check_schedule(cfg)
     settings = make_settings(cfg)
-    sched_opts = OmegaConf.to_container(cfg.sched, resolve=True)
-    schedule = build_schedule(optimizer, sched_opts.pop("name"), len(data.train), t.max_epochs,
-                              mode=settings.mode, **sched_opts)
-    loss_fn = build_loss(cfg.loss.name, data.num_classes, cfg.loss.label_smoothing)
 
-    write_hydra_files(cfg, run_dir)
-    logger = RunLogger(run_dir, progress_bar=t.progress_bar)
-    extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes),
-             "image_shape": list(data.image_shape), "model_name": model_name,
-             "normalization": {"mean": data.normalize.mean.flatten().tolist(),
-                               "std": data.normalize.std.flatten().tolist()}}
-    engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
-                    extra_checkpoint=extra, forward_model=forward_model,
-                    batch_transform=augmentation.batch_transform, generators=(augmentation.generator,))
-    try:
-        if resumed is not None:
-            engine.restore(resumed)
-            logger.info(f"Resumed from {ckpt_path} after epoch {engine.state.epoch} (step {engine.state.step}).")
-        else:
-            x, _ = next(iter(data.train))
-            logger.images("train/images", data.normalize.invert(x[:64]))
-        logger.info(f"{model_name} on {d.name} ({data.train.num_samples} train / "
-                    f"{data.val.num_samples if data.val else 0} val / {data.test.num_samples} test), "
-                    f"{sum(p.numel() for p in model.parameters()):,} parameters, device {device}, "
-                    f"augment {augmentation}, "
-                    f"run dir {run_dir}")
-        with _StopOnSignal(engine) as stopper:
-            try:
-                engine.fit()
-            except Interrupted:
-                return _interrupted(engine, run_dir, getattr(stopper, "signum", signal.SIGINT))
-            except DivergenceError:
-                write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
-                raise
-        return _finish(engine, cfg, run_dir, started)
-    finally:
-        logger.close()
+    with torch_flags(t.deterministic), collect_warnings() as early_warnings:
+        seed_everything(cfg.seed)
+        model, model_name = make_model(cfg, info, device)  # before the data: its errors cost no reading
+        optimizer = make_optimizer(cfg, model)
+        loss_fn, eval_loss_fn = make_losses(cfg, info.num_classes)
+        data, augmentation = make_data(cfg, info, device)
+        forward_model = compile_model(model, next(iter(data.train))[0]) if t.compile else model
+        schedule = make_schedule(cfg, optimizer, len(data.train), settings.mode)
+
+        write_hydra_files(cfg, run_dir, overrides)
+        logger = RunLogger(run_dir, progress_bar=t.progress_bar, earlier=early_warnings)
+        extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes),
+                 "image_shape": list(data.image_shape), "model_name": model_name,
+                 "normalization": {"mean": data.normalize.mean.flatten().tolist(),
+                                   "std": data.normalize.std.flatten().tolist()}}
+        engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
+                        eval_loss_fn=eval_loss_fn, extra_checkpoint=extra, forward_model=forward_model,
+                        batch_transform=augmentation.batch_transform, generators=(augmentation.generator,))
+        try:
+            return _fit(engine, cfg, run_dir, resumed, ckpt_path, augmentation, started)
+        except UserError as e:
+            logger.to_file(f"Error: {e}")
+            raise
+        finally:
+            logger.close()
 
 
-def compile_model(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
-    """torch.compile'd `model` when compiling works here (tried on `example`), else the eager model
-    and one warning. Compilation is lazy, so only a first call shows whether it works."""
-    try:
-        compiled = torch.compile(model)
-        model.eval()  # the probe must not touch batch-norm statistics
-        with torch.no_grad():
-            compiled(example)
-        return compiled
-    except Exception as e:  # no C++ compiler, unsupported platform or operator
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"warning: trainer.compile=true but torch.compile failed here ({reason[:200]}); "
-              "training without it.", file=sys.stderr, flush=True)
-        return model
-    finally:
-        model.train()
+def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict], ckpt_path, augmentation,
+         started: float) -> float:
+    data, logger = engine.data, engine.logger
+    if resumed is not None:
+        engine.restore(resumed)
+        logger.info(f"Resumed from {ckpt_path} after epoch {engine.state.epoch} (step {engine.state.step}).")
+    else:
+        x, _ = next(iter(data.train))
+        logger.images("train/images", data.normalize.invert(x[:64]))
+    params = sum(p.numel() for p in engine.model.parameters())
+    logger.info(f"{engine.extra['model_name']} on {cfg.dataset.name} ({data.train.num_samples} train / "
+                f"{data.val.num_samples if data.val else 0} val / {data.test.num_samples} test), "
+                f"{params:,} parameters, device {engine.device}, augment {augmentation}, run dir {run_dir}")
+    with _StopOnSignal(engine) as stopper:
+        try:
+            engine.fit()
+        except Interrupted:
+            return _interrupted(engine, run_dir, getattr(stopper, "signum", signal.SIGINT))
+        except DivergenceError:
+            write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
+            raise
+    return _finish(engine, cfg, run_dir, started)
 
 
 def _summary(engine: Engine, started: float) -> dict:

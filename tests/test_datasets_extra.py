@@ -109,9 +109,9 @@ def folder_data(root: Path, **kw):
     return build_folder_data(str(root), **{**args, **kw})
 
 
-def test_imagefolder_split_and_no_test_fallback(tmp_path, capsys):
+def test_imagefolder_split_and_no_test_fallback(tmp_path, caplog):
     data = folder_data(write_folder(tmp_path))
-    assert "no test/ folder" in capsys.readouterr().out
+    assert "no test/ folder" in caplog.text
     assert data.classes == ["cat", "dog", "owl"] and data.image_shape == (3, 16, 16)
     assert data.train.num_samples == 14 and data.val.num_samples == 4 and data.test is data.val
     assert len(data.train.labels) == 14 and len(data.train) == 4  # 14 = 4+4+4+2

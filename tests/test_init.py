@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from conftest import train
-from dlcourse.init import expected_std, init_weights
+from dlcourse.init import SCHEMES, expected_std, init_weights
 from dlcourse.models import build_model
 
 
@@ -27,13 +27,25 @@ def test_kaiming_takes_the_nonlinearity_from_the_model():
     assert tanh[1].weight.std().item() == pytest.approx(5 / 3 / math.sqrt(784), rel=0.05)
 
 
-def test_biases_zero_and_norm_layers_reset():
+def test_biases_zero_and_norm_layers_left_as_built():
     model = build_model("mlp", (1, 8, 8), 10, hidden_sizes=[32], batch_norm=True)
     with torch.no_grad():
         model[2].weight.fill_(3.0)
     init_weights(model, "xavier_uniform")
     assert torch.all(model[-1].bias == 0)
-    assert torch.all(model[2].weight == 1) and torch.all(model[2].bias == 0)
+    assert torch.all(model[2].weight == 3) and torch.all(model[2].bias == 0)
+
+
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s != "default"])
+def test_zero_init_residual_survives_every_scheme(scheme):
+    torch.manual_seed(0)
+    model = build_model("resnet18", (3, 32, 32), 10, zero_init_residual=True)
+    init_weights(model, scheme)
+    last_bns = [block.bn2 for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
+    assert len(last_bns) == 8 and all(torch.all(bn.weight == 0) for bn in last_bns)
+    assert torch.all(model.bn1.weight == 1) and torch.all(model.layer1[0].bn1.weight == 1)
+    if scheme != "zeros":
+        assert model.conv1.weight.std() > 0
 
 
 def test_orthogonal_and_normal_and_zeros():

@@ -10,10 +10,9 @@ from torch import nn
 from conftest import CONFIGS, compose_config, train
 from dlcourse.errors import ConfigError
 from dlcourse.losses import build_loss
-from dlcourse.optim import adaptive_clip_, build_optimizer, build_schedule, clip_gradients, l1_penalty, param_groups
+from dlcourse.optim import adaptive_clip_, build_optimizer, clip_gradients, l1_penalty, param_groups
 
 OPTIMS = sorted(p.stem for p in (CONFIGS / "optim").glob("*.yaml"))
-SCHEDS = sorted(p.stem for p in (CONFIGS / "sched").glob("*.yaml"))
 
 
 def tiny():
@@ -25,47 +24,6 @@ def tiny():
 def test_every_optimizer_trains(run_dir, optim):
     metrics = train(run_dir, [f"optim={optim}", "trainer.max_epochs=3"])
     assert metrics["test/acc"] > 0.5, optim
-
-
-@pytest.mark.parametrize("sched", SCHEDS)
-def test_every_schedule_runs_and_logs_its_lr(run_dir, sched):
-    metrics = train(run_dir, [f"sched={sched}", "trainer.max_epochs=3", "optim=momentum"])
-    assert metrics["epochs_run"] == 3
-    history = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]["history"]
-    assert all("lr" in h for h in history)
-
-
-def lrs(name, epochs=4, spe=10, **kw):
-    opt = torch.optim.SGD(tiny().parameters(), lr=1.0)
-    sched = build_schedule(opt, name, spe, epochs, **kw)
-    seen = []
-    for _ in range(epochs):
-        for _ in range(spe):
-            seen.append(opt.param_groups[0]["lr"])
-            opt.step()
-            sched.after_batch()
-        sched.after_epoch(0.5)
-    return seen
-
-
-def test_schedule_shapes():
-    assert lrs("step", step_size=2, gamma=0.1)[19:21] == pytest.approx([1.0, 0.1])
-    assert lrs("multistep", milestones=[1, 3], gamma=0.5)[::10] == pytest.approx([1, 0.5, 0.5, 0.25])
-    assert lrs("exponential", gamma=0.5)[10] == pytest.approx(0.5)
-    cos = lrs("cosine", eta_min=0.0)
-    assert cos[0] == 1.0 and cos[20] == pytest.approx(0.5, abs=0.02) and cos[-1] < 0.01
-    one = lrs("onecycle", pct_start=0.25)
-    assert max(one) == pytest.approx(1.0, rel=0.01) and one[0] < 0.1 and one[-1] < 0.01
-    plateau = lrs("plateau", patience=0, factor=0.5, mode="max")
-    assert plateau[0] == 1.0 and plateau[-1] < 1.0  # the metric never improves
-
-
-def test_linear_warmup_then_schedule():
-    seen = lrs("cosine", warmup_epochs=1, warmup_start_factor=0.1)
-    assert seen[0] == pytest.approx(0.1) and seen[5] == pytest.approx(0.55)
-    assert seen[10] == pytest.approx(1.0) and seen[-1] < 0.05
-    with pytest.raises(ConfigError, match="warmup"):
-        lrs("onecycle", warmup_epochs=1)
 
 
 def test_weight_decay_skips_biases_and_norm_parameters():

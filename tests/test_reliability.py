@@ -116,10 +116,10 @@ def test_divergence_stops_with_advice_and_records_it(tmp_path):
 
 
 def test_divergence_keeps_the_last_good_checkpoint(run_dir, monkeypatch):
-    import dlcourse.train
+    import dlcourse.builders
     from dlcourse.errors import DivergenceError
 
-    real_build_loss = dlcourse.train.build_loss
+    real_build_loss = dlcourse.builders.build_loss
 
     def loss_that_turns_nan(*args, **kwargs):
         inner, calls = real_build_loss(*args, **kwargs), [0]
@@ -131,7 +131,7 @@ def test_divergence_keeps_the_last_good_checkpoint(run_dir, monkeypatch):
             return value * float("nan") if calls[0] >= 30 else value  # step 30 falls in epoch 2
         return loss
 
-    monkeypatch.setattr(dlcourse.train, "build_loss", loss_that_turns_nan)
+    monkeypatch.setattr(dlcourse.builders, "build_loss", loss_that_turns_nan)
     with pytest.raises(DivergenceError, match="epoch 2, step 30.*keeps epoch 1"):
         train(run_dir, ["trainer.max_epochs=4"])
     ckpt = load(run_dir / "checkpoints" / "last.pt")

@@ -11,16 +11,48 @@ from typing import Optional
 import torch
 
 from dlcourse.data.cifar import CIFAR_DATASETS, read_cifar
-from dlcourse.data.folder import FolderLoader, build_folder_data
+from dlcourse.data.folder import FolderLoader, build_folder_data, folder_classes
 from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_stats
 from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
 from dlcourse.errors import ConfigError
 
-__all__ = ["Data", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
-           "build_folder_data", "read_dataset", "split_train_val"]
+__all__ = ["Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
+           "build_folder_data", "describe_dataset", "read_dataset", "split_train_val"]
 
 IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic")
 FILE_DATASETS = ("imagefolder",)  # read by build_folder_data, batch by batch
+FOLDER_IMAGE_SIZE = 64  # side of image-folder inputs when dataset.image_size is null
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and the checks need to know of a dataset before any image is read."""
+
+    image_shape: tuple[int, int, int]
+    num_classes: int
+
+
+_STATIC = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "kmnist": ((1, 28, 28), 10),
+           "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100)}
+
+
+def describe_dataset(name: str, root: str = "data", image_shape=None, num_classes=None,
+                     image_size=None) -> DatasetInfo:
+    """Input shape and class count of dataset `name` without reading it (an image folder's class
+    folders are listed), so that every config error is raised before data is loaded."""
+    if name in _STATIC:
+        shape, classes = _STATIC[name]
+        return DatasetInfo(shape, classes)
+    if name == "digits":
+        side = image_size or 28
+        return DatasetInfo((1, side, side), 10)
+    if name == "synthetic":
+        return DatasetInfo(tuple(int(s) for s in image_shape), int(num_classes))
+    if name in FILE_DATASETS:
+        side = image_size or FOLDER_IMAGE_SIZE
+        return DatasetInfo((3, side, side), len(folder_classes(root)))
+    known = ", ".join((*IN_MEMORY_DATASETS, *FILE_DATASETS))
+    raise ConfigError(f"dataset.name={name!r} is not known: choose one of {known}.")
 
 
 @dataclass
@@ -71,14 +103,15 @@ def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction:
 
 
 def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: int, val_split: float,
-               seed: int, device: torch.device, subset: Optional[int] = None,
+               seed: int, device: torch.device, split_seed: int = 0, subset: Optional[int] = None,
                train_transform: Optional[Transform] = None, limit_train_batches: Optional[int] = None,
                channels_last: bool = False) -> Data:
-    """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits."""
+    """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits.
+    `split_seed` draws the train/validation split, `seed` the shuffling."""
     images, labels = dataset.train_images, dataset.train_labels
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
-    train_idx, val_idx = split_train_val(len(labels), val_split, seed)
+    train_idx, val_idx = split_train_val(len(labels), val_split, split_seed)
     if len(train_idx) == 0:
         raise ConfigError(f"dataset.val_split={val_split} leaves no training images out of {len(labels)}.")
     mean, std = channel_stats(images[train_idx])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -70,8 +71,11 @@ def _channel_stats(dataset: Dataset, indices: torch.Tensor, num_workers: int,
 
 
 class EpochShuffle(Sampler):
-    """One permutation per epoch, one draw of `generator` (RandomSampler draws a second one at its
-    end, which worker prefetching may or may not reach: the order would depend on num_workers)."""
+    """One permutation per epoch and one seed per image, drawn from `generator`: yields (index, seed).
+
+    Only `generator` decides the order and the random transforms (see `SeededSamples`), so both
+    are the same whatever `num_workers`, and a resumed run (whose checkpoint restores the
+    generator) replays the epochs an uninterrupted run would have seen."""
 
     def __init__(self, n: int, generator: torch.Generator):
         self.n, self.generator = n, generator
@@ -80,7 +84,26 @@ class EpochShuffle(Sampler):
         return self.n
 
     def __iter__(self):
-        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+        order = torch.randperm(self.n, generator=self.generator)
+        seeds = torch.randint(0, 2 ** 62, (self.n,), generator=self.generator)
+        return zip(order.tolist(), seeds.tolist())
+
+
+class SeededSamples(Dataset):
+    """Reads item (index, seed) with torch's RNG seeded by `seed` (torchvision's transforms draw
+    from it); the caller's RNG state is restored afterwards (it matters with num_workers=0)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
 
 
 class FolderLoader:
@@ -92,12 +115,13 @@ class FolderLoader:
         self.labels, self.batch_size, self.device = labels, batch_size, device
         self.normalize, self.generator, self.limit_batches = normalize, generator, limit_batches
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # `generator` draws only the shuffling order, so a checkpoint of it replays the next epoch.
-        # The DataLoader draws its workers' seeds whenever it makes a new iterator (once, with
-        # persistent workers): from a private generator, so that neither `generator` nor the
-        # global RNG depends on whether a run was resumed. A lone last sample is dropped when
-        # training, as in TensorLoader.
-        sampler = EpochShuffle(len(dataset), generator) if shuffle else None
+        # `generator` draws the order and the per-image seeds of the random transforms (EpochShuffle),
+        # so a checkpoint of it replays the next epoch. The DataLoader's own worker seeds come from
+        # a private generator, so that neither `generator` nor the global RNG depends on whether a
+        # run was resumed. A lone last sample is dropped when training, as in TensorLoader.
+        sampler = None
+        if shuffle:
+            sampler, dataset = EpochShuffle(len(dataset), generator), SeededSamples(dataset)
         worker_seeds = torch.Generator().manual_seed(generator.initial_seed() if generator else 0)
         self.loader = DataLoader(dataset, batch_size, sampler=sampler, generator=worker_seeds,
                                  num_workers=num_workers, pin_memory=device.type == "cuda",
@@ -119,26 +143,31 @@ class FolderLoader:
             yield self.normalize(x).contiguous(memory_format=self.memory_format), y
 
 
-def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_size: int, val_split: float,
-                      seed: int, device: torch.device, num_workers: int = 2,
-                      train_transform: Optional[Callable] = None, limit_train_batches: Optional[int] = None,
-                      channels_last: bool = False, stats_images: int = 500):
-    """Loaders over the image folders in `root` (see the module docstring); returns a `Data`."""
-    from dlcourse.data import Data, split_train_val  # the package imports this module
-
+def folder_classes(root: Optional[str]) -> list[str]:
+    """The class names of the image folder `root` (sorted names of train/'s sub-folders)."""
     if root is None or root == "???":
         raise DataError(f"dataset=imagefolder needs dataset.root, the folder of your images: {LAYOUT}. "
                         "E.g. python train.py dataset=imagefolder dataset.root=/path/to/images")
-    root_dir = Path(root)
-    if not (root_dir / "train").is_dir():
+    if not (Path(root) / "train").is_dir():
         raise DataError(f"dataset.root={root} has no train/ folder: {LAYOUT}. Point dataset.root at it, "
                         "e.g. python train.py dataset=imagefolder dataset.root=/path/to/images")
     from torchvision.datasets.folder import find_classes
 
     try:
-        classes, _ = find_classes(str(root_dir / "train"))
+        return find_classes(str(Path(root) / "train"))[0]
     except FileNotFoundError as e:
-        raise DataError(f"{root_dir / 'train'}: {e} ({LAYOUT}).") from None
+        raise DataError(f"{Path(root) / 'train'}: {e} ({LAYOUT}).") from None
+
+
+def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_size: int, val_split: float,
+                      seed: int, device: torch.device, split_seed: int = 0, num_workers: int = 2,
+                      train_transform: Optional[Callable] = None, limit_train_batches: Optional[int] = None,
+                      channels_last: bool = False, stats_images: int = 500):
+    """Loaders over the image folders in `root` (see the module docstring); returns a `Data`."""
+    from dlcourse.data import Data, split_train_val  # the package imports this module
+
+    classes = folder_classes(root)
+    root_dir = Path(root)
     eval_tf = folder_transform(image_size)
     train_set = _image_folder(root_dir / "train", classes, train_transform or eval_tf, allow_empty=False)
     train_eval = copy.copy(train_set)  # the same files, read without augmentation
@@ -150,7 +179,7 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
         val_labels = torch.tensor(val_set.targets, dtype=torch.int64)
         train_idx = torch.arange(len(train_set))
     else:
-        train_idx, val_idx = split_train_val(len(train_set), val_split, seed)
+        train_idx, val_idx = split_train_val(len(train_set), val_split, split_seed)
         val_set = Subset(train_eval, val_idx.tolist()) if len(val_idx) else None
         val_labels = train_labels[val_idx]
         if len(train_idx) == 0:
@@ -161,8 +190,9 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
         test_set = _image_folder(root_dir / "test", classes, eval_tf, allow_empty=True)
         test_labels = torch.tensor(test_set.targets, dtype=torch.int64)
     elif val_set is not None:
-        print(f"note: {root_dir} has no test/ folder, so the validation images serve as the test set; "
-              "test metrics are then optimistic (the best epoch was chosen on them).")
+        logging.getLogger(__name__).warning(
+            f"note: {root_dir} has no test/ folder, so the validation images serve as the test set; "
+            "test metrics are then optimistic (the best epoch was chosen on them).")
         test_set, test_labels = val_set, val_labels
     else:
         raise ConfigError(f"{root_dir} has neither val/ nor test/ and dataset.val_split=0: nothing to "

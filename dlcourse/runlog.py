@@ -1,11 +1,14 @@
-"""What a run reports: TensorBoard scalars, images and hparams; console progress; metrics.json."""
+"""What a run reports: TensorBoard scalars, images and hparams; console progress and its copy in
+train.log; metrics.json."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterable, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -35,20 +38,47 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
+@contextmanager
+def collect_warnings():
+    """The messages dlcourse's modules log meanwhile, as a list of lines (for train.log)."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    package = logging.getLogger("dlcourse")
+    package.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        package.removeHandler(handler)
+
+
 class RunLogger:
     """TensorBoard writer and console output of one run (nothing here syncs the device per step)."""
 
-    def __init__(self, run_dir: Path, progress_bar: bool = True, tb_subdir: str = "tensorboard"):
+    def __init__(self, run_dir: Path, progress_bar: bool = True, tb_subdir: str = "tensorboard",
+                 earlier: Iterable[str] = ()):
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(log_dir=str(self.run_dir / tb_subdir))
         self.progress_bar = progress_bar and sys.stderr.isatty()
         self._bar: Optional[tqdm] = None
+        # train.log: every console line of the run, and the warnings of dlcourse's modules
+        self._file = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8")
+        self._file.setFormatter(logging.Formatter("%(message)s"))
+        self._package = logging.getLogger("dlcourse")
+        self._package.addHandler(self._file)
+        for line in earlier:  # warnings from before the run directory existed
+            self.to_file(line)
 
     # console --------------------------------------------------------------------------------
     def info(self, message: str) -> None:
         print(message, flush=True)
+        self.to_file(message)
+
+    def to_file(self, message: str) -> None:
+        """A line for train.log only (e.g. the error that the command line prints itself)."""
+        self._file.emit(logging.makeLogRecord({"msg": message, "levelno": logging.INFO}))
 
     def start_epoch(self, epoch: int, max_epochs: int, num_batches: int) -> None:
         if self.progress_bar:
@@ -90,6 +120,8 @@ class RunLogger:
         if self._bar is not None:
             self._bar.close()
         self.writer.close()
+        self._package.removeHandler(self._file)
+        self._file.close()
 
 
 SUMMARY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc5", "lr", "time_s")

@@ -7,57 +7,35 @@ in one process, so that noise on a shared machine hits them alike; warm-up epoch
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from dlcourse.data import Data, build_data, read_dataset
-from dlcourse.engine import Engine, Settings
+from dlcourse.builders import (compile_model, dataset_info, make_data, make_losses, make_model, make_optimizer,
+                               make_schedule, make_settings, select_device)
+from dlcourse.config import validate
+from dlcourse.data import Data
+from dlcourse.engine import Engine
 from dlcourse.errors import ConfigError
-from dlcourse.logging import RunLogger
-from dlcourse.models import build_model
-from dlcourse.optim import Schedule, build_optimizer
-from dlcourse.train import compile_model, select_device
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from dlcourse.runlog import RunLogger
 
 
 @dataclass
-class BenchConfig:
-    """What to train and how; the defaults are those of `scripts/benchmark.py`."""
+class Timing:
+    """How to time: the training setup itself is a composed training config (`benchmarks.compose`)."""
 
-    model: str = "lenet"
-    model_options: dict = field(default_factory=dict)
-    dataset: str = "fashion_mnist"
-    root: str = "data"
-    image_shape: tuple = (1, 28, 28)  # synthetic only
-    num_classes: int = 10  # synthetic only
-    size: int = 10_000  # synthetic only: training images
-    val_split: float = 0.1
-    batch_size: int = 128
-    eval_batch_size: int = 1024
-    optim: str = "adam"  # a file in configs/optim/
-    lr: Optional[float] = None  # None: the optimizer config's lr
-    device: str = "auto"
-    precision: str = "32"
-    channels_last: bool = False
-    compile: bool = False
-    augment: Optional[str] = None  # a preset in configs/augment/ (dlcourse.data.augment)
     epochs: int = 3  # measured epochs
     warmup_epochs: int = 1
     dataloader: bool = True  # also time (c), the DataLoader + PIL pipeline
     workers: int = 2
     clock: str = "wall"  # wall | cpu (CPU time: steadier on a shared CPU machine)
-    seed: int = 0
 
 
 def sync(device: torch.device) -> None:
@@ -65,59 +43,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def optimizer_spec(name: str, lr: Optional[float]) -> tuple[type, dict]:
-    """The optimizer class and arguments of configs/optim/<name>.yaml, with `lr` overridden if given."""
-    path = CONFIGS / "optim" / f"{name}.yaml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in (CONFIGS / "optim").glob("*.yaml")))
-        raise ConfigError(f"--optim {name}: no {path}; choose one of {known}.")
-    opts = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    module, _, cls = opts.pop("_target_").rpartition(".")
-    if lr is not None:
-        opts["lr"] = lr
-    return getattr(importlib.import_module(module), cls), opts
-
-
-def load_preset(path: Path):
-    """A config file merged over the files its `defaults` list names (the same folder), as Hydra does."""
-    if not path.exists():
-        raise ConfigError(f"No config file {path}.")
-    own = OmegaConf.load(path)
-    defaults = list(own.pop("defaults", []))
-    parts = [own if d == "_self_" else load_preset(path.parent / f"{d}.yaml") for d in defaults]
-    return OmegaConf.merge(*parts, *([] if "_self_" in defaults else [own]))
-
-
-def load_augmentation(name: str, num_classes: int, device: torch.device, seed: int):
-    """The augmentation preset configs/augment/<name>.yaml, built by dlcourse.data.augment."""
-    try:
-        from dlcourse.data.augment import build_augmentation
-    except ImportError as e:
-        raise ConfigError(f"--augment needs dlcourse/data/augment.py ({e}).") from None
-    opts = OmegaConf.to_container(load_preset(CONFIGS / "augment" / f"{name}.yaml"), resolve=True)
-    return build_augmentation(num_classes, device, seed, **opts)
-
-
 class Pipeline:
     """One way of training: a fresh model and optimizer, and an epoch of training and validation."""
 
     key, label = "", ""
 
-    def __init__(self, cfg: BenchConfig, data: Data, device: torch.device, aug=None):
-        self.cfg, self.data, self.device, self.aug = cfg, data, device, aug
+    def __init__(self, cfg: DictConfig, timing: Timing, data: Data, device: torch.device, aug=None):
+        self.cfg, self.timing, self.data, self.device, self.aug = cfg, timing, data, device, aug
+        self.batch_size, self.eval_batch_size = cfg.trainer.batch_size, cfg.trainer.eval_batch_size
         torch.manual_seed(cfg.seed)  # the same initial weights in every pipeline
-        self.model = build_model(cfg.model, data.image_shape, data.num_classes, **cfg.model_options)
-        self.model.to(device)
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.model, _ = make_model(cfg, dataset_info(cfg), device)
+        self.memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         # compile_model tries the compiled model on an example batch and falls back to eager
-        self.forward = compile_model(self.model, next(iter(data.train))[0]) if cfg.compile else self.model
-        self.optim_cls, self.optim_args = optimizer_spec(cfg.optim, cfg.lr)
-        mixed = cfg.precision != "32"
-        dtype = torch.bfloat16 if cfg.precision == "bf16-mixed" else torch.float16
-        self.amp = torch.autocast(device.type, dtype=dtype) if mixed else contextlib.nullcontext()
-        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "16-mixed" else None
+        self.forward = compile_model(self.model, next(iter(data.train))[0]) if cfg.trainer.compile else self.model
+        self.optimizer = make_optimizer(cfg, self.model)
+        precision = str(cfg.trainer.precision)
+        dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+        self.amp = torch.autocast(device.type, dtype=dtype) if precision != "32" else contextlib.nullcontext()
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
         self.images = 0  # training images per epoch
 
     def train(self, epoch: int) -> None:
@@ -159,14 +102,15 @@ class EngineRun(Pipeline):
 
     key, label = "a", "dlcourse Engine"
 
-    def __init__(self, cfg, data, device, aug=None):
-        super().__init__(cfg, data, device, aug)
-        optimizer = build_optimizer(self.model, self.optim_cls, **self.optim_args)
-        settings = Settings(max_epochs=cfg.warmup_epochs + cfg.epochs, precision=cfg.precision)
+    def __init__(self, cfg, timing, data, device, aug=None):
+        super().__init__(cfg, timing, data, device, aug)
+        settings = make_settings(cfg)
+        schedule = make_schedule(cfg, self.optimizer, len(data.train), settings.mode)
+        loss_fn, eval_loss_fn = make_losses(cfg, data.num_classes)
         self.tmp = tempfile.TemporaryDirectory(prefix="dlcourse-bench-", ignore_cleanup_errors=True)
         self.logger = RunLogger(Path(self.tmp.name), progress_bar=False)
-        self.engine = Engine(self.model, optimizer, Schedule(None), torch.nn.CrossEntropyLoss(), data,
-                             settings, device, self.logger, Path(self.tmp.name),
+        self.engine = Engine(self.model, self.optimizer, schedule, loss_fn, data, settings, device, self.logger,
+                             Path(self.tmp.name), eval_loss_fn=eval_loss_fn,
                              batch_transform=aug.batch_transform if aug is not None else None)
         # set here, not through forward_model=: Engine's `forward_model or model` calls len() on it,
         # which a torch.compile'd non-Sequential model does not support
@@ -190,9 +134,8 @@ class BareLoop(Pipeline):
 
     key, label = "b", "bare PyTorch loop"
 
-    def __init__(self, cfg, data, device, aug=None):
-        super().__init__(cfg, data, device, aug)
-        self.optimizer = self.optim_cls(self.model.parameters(), **self.optim_args)
+    def __init__(self, cfg, timing, data, device, aug=None):
+        super().__init__(cfg, timing, data, device, aug)
         train, val, norm = data.train, data.val, data.normalize
         x = train.images.to(device).float().div_(255)
         # with augmentation the images stay in [0, 1]: augmentations work there, as in the TensorLoader
@@ -200,11 +143,11 @@ class BareLoop(Pipeline):
         self.Y = train.labels.to(device)
         self.Xv = norm(val.images.to(device).float().div_(255)).contiguous(memory_format=self.memory_format)
         self.Yv = val.labels.to(device)
-        n, bs = len(self.Y), cfg.batch_size
+        n, bs = len(self.Y), self.batch_size
         self.n = n - 1 if n % bs == 1 else n  # as the TensorLoader: no last batch of one image
 
     def train(self, epoch):
-        X, Y, bs, norm = self.X, self.Y, self.cfg.batch_size, self.data.normalize
+        X, Y, bs, norm = self.X, self.Y, self.batch_size, self.data.normalize
         self.forward.train()
         perm = torch.randperm(len(Y)).to(self.device)
         for i in range(0, self.n, bs):
@@ -219,7 +162,7 @@ class BareLoop(Pipeline):
     @torch.inference_mode()
     def validate(self):
         self.forward.eval()
-        sums, ebs = torch.zeros(2, device=self.device), self.cfg.eval_batch_size
+        sums, ebs = torch.zeros(2, device=self.device), self.eval_batch_size
         for i in range(0, len(self.Yv), ebs):
             self.eval_batch(self.Xv[i:i + ebs], self.Yv[i:i + ebs], sums)
         return float(sums[1]) / len(self.Yv)
@@ -248,22 +191,21 @@ class DataLoaderRun(Pipeline):
 
     key, label = "c", "DataLoader + PIL transforms"
 
-    def __init__(self, cfg, data, device, aug=None):
-        super().__init__(cfg, data, device, aug=None)  # torchvision augmentations differ: none here
+    def __init__(self, cfg, timing, data, device, aug=None):
+        super().__init__(cfg, timing, data, device, aug=None)  # torchvision augmentations differ: none here
         from torchvision import transforms
 
-        self.label = f"{self.label} ({cfg.workers} workers)"
-        self.optimizer = self.optim_cls(self.model.parameters(), **self.optim_args)
+        self.label = f"{self.label} ({timing.workers} workers)"
         norm = data.normalize
         tf = transforms.Compose([transforms.ToTensor(),
                                  transforms.Normalize(norm.mean.flatten().tolist(), norm.std.flatten().tolist())])
-        common = dict(num_workers=cfg.workers, pin_memory=device.type == "cuda")
-        n, bs = data.train.num_samples, cfg.batch_size
+        common = dict(num_workers=timing.workers, pin_memory=device.type == "cuda")
+        n, bs = data.train.num_samples, self.batch_size
         self.train_loader = torch.utils.data.DataLoader(
             PILImages(data.train.images, data.train.labels, tf), batch_size=bs, shuffle=True,
             drop_last=n % bs == 1, **common)  # as the TensorLoader: no last batch of one image
         self.val_loader = torch.utils.data.DataLoader(
-            PILImages(data.val.images, data.val.labels, tf), batch_size=cfg.eval_batch_size, **common)
+            PILImages(data.val.images, data.val.labels, tf), batch_size=self.eval_batch_size, **common)
 
     def batches(self, loader):
         for x, y in loader:
@@ -300,36 +242,37 @@ def timed(fn, device: torch.device, clock=time.perf_counter) -> tuple[float, obj
     return clock() - start, result
 
 
-def run_benchmark(cfg: BenchConfig, log=print) -> dict:
-    """Time the pipelines, interleaved epoch by epoch; return the medians, ratios and settings."""
-    device = select_device(cfg.device)
-    torch.backends.cudnn.benchmark = True  # as dlcourse.train.seed_everything does for non-deterministic runs
-    if cfg.precision == "16-mixed" and device.type != "cuda":
+def run_benchmark(cfg: DictConfig, timing: Timing, log=print) -> dict:
+    """Time the pipelines on the run that `cfg` (a composed training config) describes, interleaved
+    epoch by epoch; return the medians, ratios and settings."""
+    validate(cfg)
+    device = select_device(cfg.trainer.device)
+    torch.backends.cudnn.benchmark = True  # as dlcourse.train.torch_flags does for non-deterministic runs
+    if str(cfg.trainer.precision) == "16-mixed" and device.type != "cuda":
         raise ConfigError("--precision 16-mixed needs CUDA; use bf16-mixed or 32 here.")
-    if cfg.clock == "cpu" and device.type != "cpu":
+    if timing.clock == "cpu" and device.type != "cpu":
         raise ConfigError("--clock cpu measures CPU time: it is meaningless on a GPU, use --clock wall.")
-    clock = cpu_seconds if cfg.clock == "cpu" else time.perf_counter
-    dataset = read_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed, image_shape=cfg.image_shape,
-                           num_classes=cfg.num_classes, size=cfg.size)
-    aug = load_augmentation(cfg.augment, len(dataset.classes), device, cfg.seed) if cfg.augment else None
-    data = build_data(dataset, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
-                      val_split=cfg.val_split, seed=cfg.seed, device=device, channels_last=cfg.channels_last,
-                      train_transform=aug.transform if aug is not None else None)
+    if cfg.dataset.name == "imagefolder":
+        raise ConfigError("The benchmark times in-memory datasets; image folders go through a DataLoader anyway.")
+    clock = cpu_seconds if timing.clock == "cpu" else time.perf_counter
+    data, aug = make_data(cfg, dataset_info(cfg), device)
+    if aug.transform is None and aug.batch_transform is None:
+        aug = None
     if data.val is None:
-        raise ConfigError("The benchmark times a validation pass too: use a val_split > 0.")
-    kinds = [EngineRun, BareLoop] + ([DataLoaderRun] if cfg.dataloader else [])
-    pipelines = [kind(cfg, data, device, aug) for kind in kinds]
+        raise ConfigError("The benchmark times a validation pass too: use a dataset.val_split > 0.")
+    kinds = [EngineRun, BareLoop] + ([DataLoaderRun] if timing.dataloader else [])
+    pipelines = [kind(cfg, timing, data, device, aug) for kind in kinds]
     times = {p.key: [] for p in pipelines}
     acc = {}
     try:
-        for epoch in range(1, cfg.warmup_epochs + cfg.epochs + 1):
+        for epoch in range(1, timing.warmup_epochs + timing.epochs + 1):
             shift = epoch % len(pipelines)  # rotate the order so no pipeline always runs first
             for p in pipelines[shift:] + pipelines[:shift]:
                 train_s, _ = timed(lambda: p.train(epoch), device, clock)
                 val_s, acc[p.key] = timed(p.validate, device, clock)
-                if epoch > cfg.warmup_epochs:
+                if epoch > timing.warmup_epochs:
                     times[p.key].append((train_s, val_s))
-                log(f"epoch {epoch}{' (warm-up)' if epoch <= cfg.warmup_epochs else ''}  ({p.key}) "
+                log(f"epoch {epoch}{' (warm-up)' if epoch <= timing.warmup_epochs else ''}  ({p.key}) "
                     f"train {train_s:.2f} s  val {val_s:.2f} s  val/acc {acc[p.key]:.4f}")
     finally:
         for p in pipelines:
@@ -346,7 +289,14 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     a = rows[0]
     ratios = {f"a/{r['key']}": r["epoch_s"] / a["epoch_s"] for r in rows[1:]}
     best_ratios = {f"a/{r['key']}": r["best_epoch_s"] / a["best_epoch_s"] for r in rows[1:]}
-    return {"settings": {**asdict(cfg), "device": str(device), "torch": torch.__version__,
+    t, d = cfg.trainer, cfg.dataset
+    options = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+    augment = {k: v for k, v in OmegaConf.to_container(cfg.augment, resolve=True).items() if v not in (0, 0.0, None)}
+    return {"settings": {**asdict(timing), "model": cfg.model.name, "model_options": options,
+                         "dataset": d.name, "batch_size": t.batch_size, "eval_batch_size": t.eval_batch_size,
+                         "optim": cfg.optim._target_.rsplit(".", 1)[-1], "lr": cfg.optim.lr,
+                         "precision": str(t.precision), "channels_last": t.channels_last, "compile": t.compile,
+                         "augment": ", ".join(f"{k}={v}" for k, v in augment.items()), "device": str(device), "torch": torch.__version__,
                          "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                          "train_images": data.train.num_samples, "val_images": data.val.num_samples},
             "rows": rows, "ratios": ratios, "best_ratios": best_ratios}

@@ -1,9 +1,9 @@
 """How much the augmentation presets cost: the transform alone, one training step, the training loop.
 
-    python scripts/augment_speed.py                     # CPU, batch 128, 3x32x32 and 1x28x28
-    python scripts/augment_speed.py --device cuda --loop-batches 100
-    python scripts/augment_speed.py --kornia            # also time kornia.augmentation equivalents
-    python scripts/augment_speed.py --threads 1 --clock cpu   # on a busy machine: CPU time, 1 thread
+    python -m benchmarks.augment_speed                     # CPU, batch 128, 3x32x32 and 1x28x28
+    python -m benchmarks.augment_speed --device cuda --loop-batches 100
+    python -m benchmarks.augment_speed --kornia            # also time kornia.augmentation equivalents
+    python -m benchmarks.augment_speed --threads 1 --clock cpu   # on a busy machine: CPU time, 1 thread
 
 (1) each preset's `transform` alone; (2) one forward + backward + SGD step of LeNet-5 and ResNet-18
 (the CIFAR stem, and torchvision's ImageNet stem, which is ~30x cheaper at 32x32); (3) the
@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from benchmarks import compose  # noqa: E402
 from dlcourse.data.augment import build_augmentation  # noqa: E402
 from dlcourse.data.loader import Normalize, TensorLoader  # noqa: E402
 from dlcourse.models import build_model  # noqa: E402
@@ -31,12 +32,8 @@ PRESETS = ("flip", "crop", "standard", "strong")
 
 
 def preset(name: str) -> dict:
-    """configs/augment/<name>.yaml over none.yaml, without Hydra."""
-    base = OmegaConf.load(ROOT / "configs/augment/none.yaml")
-    own = OmegaConf.load(ROOT / f"configs/augment/{name}.yaml")
-    merged = OmegaConf.to_container(OmegaConf.merge(base, own), resolve=True)
-    merged.pop("defaults", None)
-    return merged
+    """The augment.* keys of configs/augment/<name>.yaml, as `python train.py augment=<name>` has them."""
+    return OmegaConf.to_container(compose([f"augment={name}"]).augment, resolve=True)
 
 
 def sync(device: torch.device) -> None:

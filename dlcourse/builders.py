@@ -1,0 +1,151 @@
+"""From the config to the objects of a run: device, dataset description, model, optimizer,
+schedule, losses, data. `dlcourse.train.run` builds everything that needs no images first, so that
+a bad model, optimizer, schedule, loss or monitor stops the run before any
+image is read."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from dlcourse.data import FILE_DATASETS, Data, DatasetInfo, build_data, build_folder_data, describe_dataset, read_dataset
+from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
+from dlcourse.engine import Settings, monitorable_metrics
+from dlcourse.errors import ConfigError
+from dlcourse.init import init_weights
+from dlcourse.losses import build_loss
+from dlcourse.models import build_model
+from dlcourse.optim import build_optimizer
+from dlcourse.schedules import Schedule, build_schedule, make_plan
+
+log = logging.getLogger(__name__)
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an explicit device must exist."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but this machine has no usable CUDA GPU (torch.cuda."
+                          "is_available() is False). Use trainer.device=auto or trainer.device=cpu.")
+    if name == "mps" and not mps:
+        raise ConfigError("trainer.device=mps but MPS is not available here. Use trainer.device=auto.")
+    return torch.device(name)
+
+
+def dataset_info(cfg: DictConfig) -> DatasetInfo:
+    d = cfg.dataset
+    return describe_dataset(d.name, root=d.root, image_shape=d.image_shape, num_classes=d.num_classes,
+                            image_size=d.image_size)
+
+
+def check_monitor(cfg: DictConfig, info: DatasetInfo) -> None:
+    """`trainer.monitor` must name a metric this run logs."""
+    d = cfg.dataset
+    has_val = d.val_split > 0 or (d.name in FILE_DATASETS and (Path(d.root) / "val").is_dir())
+    valid = monitorable_metrics(info.num_classes, has_val)
+    if cfg.trainer.monitor not in valid:
+        why = ("" if has_val or not cfg.trainer.monitor.startswith("val/")
+               else " (there is no validation split: dataset.val_split=0)")
+        raise ConfigError(f"trainer.monitor={cfg.trainer.monitor} is not a metric this run logs{why}. Valid "
+                          f"names here: {', '.join(valid)}. Set e.g. trainer.monitor={valid[-1]}.")
+
+
+def make_model(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple[torch.nn.Module, str]:
+    """The configured model, initialised, on `device`."""
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    name = options.pop("name")
+    model = build_model(name, info.image_shape, info.num_classes, **options)
+    init_weights(model, cfg.init.name, gain=cfg.init.gain, std=cfg.init.std)
+    model.to(device)
+    if cfg.trainer.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model, name
+
+
+def make_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    options = OmegaConf.to_container(cfg.optim, resolve=True)
+    return build_optimizer(model, get_class(options.pop("_target_")),
+                           decay_bias_and_norm=cfg.regularization.decay_bias_and_norm, **options)
+
+
+def _schedule_options(cfg: DictConfig) -> tuple[str, dict]:
+    options = OmegaConf.to_container(cfg.sched, resolve=True)
+    return options.pop("name"), options
+
+
+def check_schedule(cfg: DictConfig) -> None:
+    name, options = _schedule_options(cfg)
+    make_plan(name, 1, cfg.trainer.max_epochs, **options)
+
+
+def make_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                  mode: str) -> Schedule:
+    name, options = _schedule_options(cfg)
+    return build_schedule(optimizer, name, steps_per_epoch, cfg.trainer.max_epochs, mode=mode, **options)
+
+
+def make_losses(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The training criterion and the one for validation and test (without label smoothing)."""
+    return (build_loss(cfg.loss.name, num_classes, cfg.loss.label_smoothing),
+            build_loss(cfg.loss.name, num_classes, 0.0))
+
+
+def make_settings(cfg: DictConfig) -> Settings:
+    t, r = cfg.trainer, cfg.regularization
+    return Settings(max_epochs=t.max_epochs, monitor=t.monitor, patience=t.early_stopping.patience,
+                    min_delta=t.early_stopping.min_delta, precision=str(t.precision),
+                    log_every_n_steps=t.log_every_n_steps, l1=r.l1, clip_grad_norm=r.clip_grad_norm,
+                    clip_grad_value=r.clip_grad_value, agc=r.agc)
+
+
+def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple[Data, Augmentation]:
+    """The dataset as loaders on `device`, with the training augmentation."""
+    t, d = cfg.trainer, cfg.dataset
+    augment = OmegaConf.to_container(cfg.augment, resolve=True)
+    augmentation = build_augmentation(info.num_classes, device, cfg.seed, **augment)
+    common = dict(batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, val_split=d.val_split,
+                  seed=cfg.seed, split_seed=d.split_seed, device=device,
+                  limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
+    if d.name in FILE_DATASETS:  # files read by DataLoader workers, not held in memory
+        size = info.image_shape[-1]
+        data = build_folder_data(d.root, image_size=size, num_workers=d.num_workers,
+                                 train_transform=folder_transforms(size, train=True, **augment), **common)
+        # per-image ops run in the workers (folder_transforms); only mixup/cutmix stay on the batch
+        augmentation = dataclasses.replace(augmentation, transform=None)
+    else:
+        dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
+                               image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
+                               image_size=d.image_size)
+        data = build_data(dataset, subset=d.subset, train_transform=augmentation.transform, **common)
+    if (tuple(data.image_shape), data.num_classes) != (tuple(info.image_shape), info.num_classes):
+        raise RuntimeError(f"dataset {d.name}: read {data.image_shape} x {data.num_classes} classes, "
+                           f"described as {info.image_shape} x {info.num_classes} (dlcourse.data.describe_dataset)")
+    if data.val is None and t.monitor.startswith("val/"):
+        raise ConfigError(f"trainer.monitor={t.monitor} needs a validation split, but none was made "
+                          f"(dataset.val_split={d.val_split}). Set dataset.val_split>0 or monitor a training "
+                          "metric (trainer.monitor=train/loss).")
+    return data, augmentation
+
+
+def compile_model(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """torch.compile'd `model` when compiling works here (tried on `example`), else the eager model
+    and one warning. Compilation is lazy, so only a first call shows whether it works."""
+    try:
+        compiled = torch.compile(model)
+        model.eval()  # the probe must not touch batch-norm statistics
+        with torch.no_grad():
+            compiled(example)
+        return compiled
+    except Exception as e:  # no C++ compiler, unsupported platform or operator
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        log.warning(f"warning: trainer.compile=true but torch.compile failed here ({reason[:200]}); "
+                    "training without it.")
+        return model
+    finally:
+        model.train()
