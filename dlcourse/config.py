@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from dlcourse.data.augment import check_options as check_augment_options
+from dlcourse.data.augment.options import AugmentOptions, check_options as check_augment_options
 
 from dlcourse.errors import ConfigError
 
@@ -91,7 +91,7 @@ class TrainConfig:
     sched: Any = MISSING  # {name: none|step|..., warmup_epochs: ..., <the schedule's arguments>}
     init: InitConfig = field(default_factory=InitConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    augment: Any = MISSING  # {hflip: ..., crop_padding: ..., ...} (dlcourse/data/augment.py)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)  # dlcourse/data/augment/options.py
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
 
 

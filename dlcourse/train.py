@@ -106,7 +106,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[lis
     `.hydra/overrides.yaml`."""
     started = time.perf_counter()
     validate(cfg)
-    t, d = cfg.trainer, cfg.dataset
+    t = cfg.trainer
     device = select_device(t.device)
     if t.precision == "16-mixed" and device.type != "cuda":
         raise ConfigError("trainer.precision=16-mixed needs a CUDA GPU (float16 autocast with GradScaler); "

@@ -52,3 +52,26 @@ def run_dir(tmp_path: Path) -> Path:
 needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
     reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+
+
+def recompute_test_metrics(run_dir: Path) -> dict:
+    """Accuracy and plain cross-entropy of checkpoints/best.pt on the test split, computed here from
+    the checkpoint's stored config (independently of the engine's evaluation)."""
+    import torch
+    import torch.nn.functional as F
+    from omegaconf import OmegaConf
+
+    from dlcourse.builders import dataset_info, make_data, make_model
+
+    ckpt = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    cfg = OmegaConf.create(ckpt["config"])
+    cpu = torch.device("cpu")
+    data, _ = make_data(cfg, dataset_info(cfg), cpu)
+    model, _ = make_model(cfg, dataset_info(cfg), cpu)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    with torch.no_grad():
+        pairs = [(model(x), y) for x, y in data.test]
+    logits, labels = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    return {"acc": (logits.argmax(1) == labels).double().mean().item(),
+            "cross_entropy": F.cross_entropy(logits.double(), labels).item(), "n": len(labels)}

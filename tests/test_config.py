@@ -56,8 +56,17 @@ def test_synthetic_shape_is_checked():
         validate(compose_config(["dataset=synthetic", "dataset.image_shape=[3,0,32]"]))
 
 
-def test_textbook_optimizer_names():
-    assert compose_config(["optim=sgd"]).optim.get("momentum", 0) == 0
-    assert compose_config(["optim=momentum"]).optim.momentum == 0.9
-    nesterov = compose_config(["optim=nesterov"]).optim
-    assert nesterov.nesterov and nesterov.momentum > 0
+def test_textbook_optimizer_names_build_those_optimizers():
+    import torch
+
+    from dlcourse.builders import make_optimizer
+
+    def built(name):
+        return make_optimizer(compose_config([f"optim={name}"]), torch.nn.Linear(2, 2))
+
+    sgd, momentum, nesterov = built("sgd"), built("momentum"), built("nesterov")
+    assert type(sgd) is type(momentum) is type(nesterov) is torch.optim.SGD
+    assert sgd.param_groups[0]["momentum"] == 0 and not sgd.param_groups[0]["nesterov"]
+    assert momentum.param_groups[0]["momentum"] == 0.9 and not momentum.param_groups[0]["nesterov"]
+    assert nesterov.param_groups[0]["momentum"] > 0 and nesterov.param_groups[0]["nesterov"]
+    assert type(built("adamw")) is torch.optim.AdamW and type(built("nadam")) is torch.optim.NAdam

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FASHION_MNIST, needs_fashion_mnist
+from conftest import needs_fashion_mnist
 from dlcourse.data import build_data, read_dataset, split_train_val
 from dlcourse.data.loader import Normalize, TensorLoader
 from dlcourse.data.readers import read_idx_file
@@ -126,4 +126,6 @@ def test_real_fashion_mnist_from_debian_package(tmp_path):
     ds = read_dataset("fashion_mnist", root=str(tmp_path))  # empty root: falls back to Debian's copy
     assert ds.train_images.shape == (60000, 1, 28, 28) and ds.test_images.shape == (10000, 1, 28, 28)
     assert torch.bincount(ds.test_labels).tolist() == [1000] * 10
-    assert str(FASHION_MNIST)
+    assert torch.bincount(ds.train_labels).tolist() == [6000] * 10
+    assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot"
+    assert ds.train_images.dtype == torch.uint8 and ds.train_images.max() == 255 and ds.train_images.min() == 0
