@@ -12,7 +12,8 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from dlcourse.data import FILE_DATASETS, Data, DatasetInfo, build_data, build_folder_data, describe_dataset, read_dataset
+from dlcourse.data import (FILE_DATASETS, Data, DatasetInfo, Split, build_data, build_folder_data, describe_dataset,
+                           read_dataset)
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
 from dlcourse.engine import Settings, monitorable_metrics
 from dlcourse.errors import ConfigError
@@ -104,13 +105,21 @@ def make_settings(cfg: DictConfig) -> Settings:
                     clip_grad_value=r.clip_grad_value, agc=r.agc)
 
 
+def make_split(cfg: DictConfig) -> Split:
+    """The hold-out (dataset.val_split, dataset.split_seed), or fold cv.fold of cv.folds."""
+    d, cv = cfg.dataset, cfg.cv
+    if cv.folds is None:
+        return Split(d.val_split, d.split_seed)
+    return Split(d.val_split, cv.seed, folds=cv.folds, fold=cv.fold or 0, stratified=cv.stratified)
+
+
 def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple[Data, Augmentation]:
     """The dataset as loaders on `device`, with the training augmentation."""
     t, d = cfg.trainer, cfg.dataset
     augment = OmegaConf.to_container(cfg.augment, resolve=True)
     augmentation = build_augmentation(info.num_classes, device, cfg.seed, **augment)
-    common = dict(batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, val_split=d.val_split,
-                  seed=cfg.seed, split_seed=d.split_seed, device=device,
+    common = dict(batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, split=make_split(cfg),
+                  seed=cfg.seed, device=device,
                   limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
     if d.name in FILE_DATASETS:  # files read by DataLoader workers, not held in memory
         size = info.image_shape[-1]

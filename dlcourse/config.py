@@ -81,6 +81,14 @@ class RegularizationConfig:
 
 
 @dataclass
+class CVConfig:
+    folds: Optional[int] = None  # k-fold cross-validation of the training pool; null = off (hold-out)
+    fold: Optional[int] = None  # null = every fold in this job (fold_<i>/); i = only fold i
+    stratified: bool = True  # folds keep the class proportions
+    seed: int = 0  # shuffles the images before they are dealt into folds
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     resume: Any = None  # null | true | path to a checkpoint
@@ -93,10 +101,21 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentOptions = field(default_factory=AugmentOptions)  # dlcourse/data/augment/options.py
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+
+
+def path_safe(text: str, limit: int = 120) -> str:
+    """`text` usable as one folder name (sweep job directories are named by their overrides)."""
+    safe = text.replace("/", "-").replace("\\", "-")
+    return safe if len(safe) <= limit else safe[:limit - 3] + "..."
 
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
+    # an Optuna study's direction from the monitored metric (configs/hparams_search/)
+    OmegaConf.register_new_resolver("monitor_direction",
+                                    lambda monitor: "minimize" if "loss" in monitor else "maximize", replace=True)
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -121,6 +140,10 @@ def validate(cfg: DictConfig) -> None:
     _check(p is None or p >= 1, "trainer.early_stopping.patience", p, "it must be null (off) or >= 1")
     _check(0.0 <= d.val_split < 1.0, "dataset.val_split", d.val_split, "it must be in [0, 1)")
     _check(d.subset is None or d.subset >= 1, "dataset.subset", d.subset, "it must be null or >= 1")
+    cv = cfg.cv
+    _check(cv.folds is None or cv.folds >= 2, "cv.folds", cv.folds, "it must be null (off) or an integer >= 2")
+    _check(cv.fold is None or (cv.folds is not None and 0 <= cv.fold < cv.folds), "cv.fold", cv.fold,
+           f"it must be null (all folds) or in [0, cv.folds) with cv.folds set (cv.folds={cv.folds})")
     if d.name == "synthetic":
         shape = list(d.image_shape or [])
         _check(len(shape) == 3 and all(int(s) >= 1 for s in shape), "dataset.image_shape", shape,
@@ -157,7 +180,7 @@ def _check_soft_targets(cfg: DictConfig) -> None:
 
 # Keys that may differ when a run is resumed; every other key of these groups changes what the
 # checkpoint means (which weights, which data and split, which batches, which objective).
-RESUME_FIXED = ("seed", "model", "dataset", "trainer.batch_size", "loss", "augment", "optim._target_")
+RESUME_FIXED = ("seed", "model", "dataset", "trainer.batch_size", "loss", "augment", "optim._target_", "cv")
 RESUME_FREE = ("dataset.root", "dataset.download", "dataset.num_workers")
 
 

@@ -221,6 +221,7 @@ class Engine:
             if st.best_epoch == epoch:
                 self.save("best.pt")
             self.logger.end_epoch(epoch, self.s.max_epochs, metrics, st.step)
+            self.logger.history(st.history)
             if st.stopped_early:
                 self.logger.info(f"Early stopping: {self.s.monitor} has not improved for "
                                  f"{st.bad_epochs} epochs (best {st.best:.4f} at epoch {st.best_epoch}).")

@@ -2,6 +2,7 @@
 train.log; metrics.json."""
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -102,6 +103,11 @@ class RunLogger:
         shown = {k: v for k, v in metrics.items() if k in SUMMARY_KEYS}
         self.info(f"epoch {epoch}/{max_epochs}  {format_metrics(shown)}")
 
+    def history(self, rows: list[dict[str, Any]]) -> None:
+        """history.csv: one row per epoch with every logged metric (rewritten whole, so a resumed
+        run's file matches its checkpoint)."""
+        write_csv(self.run_dir / "history.csv", rows)
+
     # TensorBoard ----------------------------------------------------------------------------
     def images(self, tag: str, images: torch.Tensor, nrow: int = 8) -> None:
         """A grid of images in [0, 1] (shape [N, C, H, W])."""
@@ -132,4 +138,15 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in metrics.items()}
     tmp = Path(path).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """`rows` as a CSV file with a column for every key (in order of appearance), written atomically."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = Path(path).with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
     tmp.replace(path)

@@ -1,6 +1,7 @@
 """From a composed Hydra config to a finished run: `run(cfg)` is what `train.py` calls."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -102,8 +103,48 @@ class _StopOnSignal:
 
 def run(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[list[str]] = None) -> float:
     """Train, evaluate the best checkpoint on the test set, write metrics.json; return the best
-    value of `trainer.monitor` (for Hydra sweepers). `overrides` (the command line) go to
-    `.hydra/overrides.yaml`."""
+    value of `trainer.monitor` (for Hydra sweepers; its mean over the folds with `cv.folds` and no
+    `cv.fold`). `overrides` (the command line) go to `.hydra/overrides.yaml`."""
+    if run_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.cv.folds is not None and cfg.cv.fold is None:
+        return run_folds(cfg, Path(run_dir), overrides)
+    return run_one(cfg, Path(run_dir), overrides)
+
+
+def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None) -> float:
+    """Every fold of `cv.folds` in `run_dir/fold_<i>/`, then cv_metrics.json (per fold, mean, std)
+    and a metrics.json of the means. With resume=true, finished folds are kept and an unfinished
+    one continues from its last checkpoint."""
+    validate(cfg)
+    if cfg.resume not in (None, False) and str(cfg.resume).lower() != "true":
+        raise ConfigError(f"resume={cfg.resume}: a cross-validation job (cv.folds without cv.fold) resumes "
+                          "with resume=true in its run directory; a checkpoint path names one fold only.")
+    folds = []
+    for i in range(cfg.cv.folds):
+        fold_dir = run_dir / f"fold_{i}"
+        if not (fold_dir / "metrics.json").exists():
+            started = (fold_dir / "checkpoints" / "last.pt").exists()
+            resume = True if cfg.resume is not None and started else None
+            run_one(OmegaConf.merge(cfg, {"cv": {"fold": i}, "resume": resume}), fold_dir)
+        folds.append(json.loads((fold_dir / "metrics.json").read_text()))
+    numeric = [k for k, v in folds[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    per_fold = {k: [f.get(k) for f in folds] for k in numeric}
+    mean = {k: float(np.mean(v)) for k, v in per_fold.items() if None not in v}
+    std = {k: float(np.std(v, ddof=1)) for k, v in per_fold.items() if None not in v}
+    write_metrics(run_dir / "cv_metrics.json", {"folds": cfg.cv.folds, "per_fold": per_fold, "mean": mean, "std": std})
+    write_metrics(run_dir / "metrics.json", {**mean, "cv/folds": cfg.cv.folds,
+                                             **{f"{k}_std": v for k, v in std.items() if k.startswith(("test/", "val/"))}})
+    write_hydra_files(cfg, run_dir, overrides)
+    monitor = f"{cfg.trainer.monitor}_best"
+    print(f"cross-validation over {cfg.cv.folds} folds: {monitor} {mean[monitor]:.4f} ± {std[monitor]:.4f}, "
+          f"test/acc {mean.get('test/acc', float('nan')):.4f} (mean ± std; {run_dir / 'cv_metrics.json'})", flush=True)
+    return mean[monitor]
+
+
+def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None) -> float:
+    """One training run in `run_dir` (see `run`)."""
     started = time.perf_counter()
     validate(cfg)
     t = cfg.trainer
@@ -111,10 +152,6 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[lis
     if t.precision == "16-mixed" and device.type != "cuda":
         raise ConfigError("trainer.precision=16-mixed needs a CUDA GPU (float16 autocast with GradScaler); "
                           "on this device use trainer.precision=bf16-mixed or 32.")
-    if run_dir is None:
-        from hydra.core.hydra_config import HydraConfig
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir = Path(run_dir)
     ckpt_path = resume_path(cfg.resume, run_dir)
     resumed = checkpoint.load(ckpt_path) if ckpt_path else None
     if resumed is not None:

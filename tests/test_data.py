@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import needs_fashion_mnist
-from dlcourse.data import build_data, read_dataset, split_train_val
+from dlcourse.data import Split, build_data, read_dataset
 from dlcourse.data.loader import Normalize, TensorLoader
 from dlcourse.data.readers import read_idx_file
 from dlcourse.errors import DataError
@@ -81,10 +81,11 @@ def test_digits_are_28x28_uint8_with_fixed_test_split():
 
 
 def test_split_is_disjoint_and_seeded():
-    tr, va = split_train_val(100, 0.2, seed=1)
+    labels = torch.zeros(100, dtype=torch.long)
+    tr, va = Split(0.2, seed=1).indices(labels)
     assert len(va) == 20 and len(set(tr.tolist()) | set(va.tolist())) == 100
-    assert torch.equal(va, split_train_val(100, 0.2, seed=1)[1])
-    assert not torch.equal(va, split_train_val(100, 0.2, seed=2)[1])
+    assert torch.equal(va, Split(0.2, seed=1).indices(labels)[1])
+    assert not torch.equal(va, Split(0.2, seed=2).indices(labels)[1])
 
 
 def test_loader_normalises_on_the_fly_and_covers_each_sample_once():
@@ -113,7 +114,7 @@ def test_loader_drops_a_last_single_sample_batch_when_training():
 
 
 def test_build_data_normalises_with_training_statistics():
-    data = build_data(read_dataset("digits"), batch_size=256, eval_batch_size=512, val_split=0.1,
+    data = build_data(read_dataset("digits"), batch_size=256, eval_batch_size=512, split=Split(0.1),
                       seed=0, device=CPU)
     x = torch.cat([x for x, _ in data.train])
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlcourse.data import build_data, build_folder_data, read_dataset
+from dlcourse.data import Split, build_data, build_folder_data, read_dataset
 from dlcourse.errors import ConfigError, DataError
 
 from conftest import compose_config
@@ -61,7 +61,7 @@ def test_cifar100_gz_and_str_keys_under_name_folder(tmp_path):
     ds = read_dataset("cifar100", root=str(tmp_path))
     assert len(ds.classes) == 100 and ds.classes[99] == "class_99"
     assert ds.train_labels.tolist() == train["fine_labels"]
-    data = build_data(ds, batch_size=4, eval_batch_size=8, val_split=0.25, seed=0, device=torch.device("cpu"))
+    data = build_data(ds, batch_size=4, eval_batch_size=8, split=Split(0.25), seed=0, device=torch.device("cpu"))
     assert data.train.num_samples == 6 and data.val.num_samples == 2
     x, y = next(iter(data.train))
     assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
@@ -104,7 +104,7 @@ def write_folder(root: Path, splits=("train",), classes=("cat", "dog", "owl"), p
 
 
 def folder_data(root: Path, **kw):
-    args = dict(image_size=16, batch_size=4, eval_batch_size=5, val_split=0.25, seed=0,
+    args = dict(image_size=16, batch_size=4, eval_batch_size=5, split=Split(0.25), seed=0,
                 device=torch.device("cpu"), num_workers=0)
     return build_folder_data(str(root), **{**args, **kw})
 
@@ -157,7 +157,7 @@ def test_imagefolder_custom_train_transform(tmp_path):
     tf = v2.Compose([v2.RandomResizedCrop(16), v2.RandomHorizontalFlip(), v2.ToImage(),
                      v2.ToDtype(torch.float32, scale=True)])
     data = folder_data(write_folder(tmp_path, splits=("train", "test")), train_transform=tf,
-                       val_split=0.0, batch_size=18)
+                       split=Split(0.0), batch_size=18)
     assert data.val is None and data.test.num_samples == 18
     assert len(data.train) == 1 and next(iter(data.train))[0].shape == (18, 3, 16, 16)
 
@@ -170,7 +170,7 @@ def test_imagefolder_errors(tmp_path):
     with pytest.raises(DataError, match="emu"):
         folder_data(root)
     with pytest.raises(ConfigError, match="val_split"):
-        folder_data(write_folder(tmp_path / "b"), val_split=0.0)
+        folder_data(write_folder(tmp_path / "b"), split=Split(0.0))
 
 
 def test_imagefolder_config_and_missing_root(tmp_path):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import dlcourse.builders
 from conftest import cli, compose_config, recompute_test_metrics, train
-from dlcourse.data import build_data, read_dataset
+from dlcourse.data import Split, build_data, read_dataset
 from dlcourse.errors import ConfigError
 from dlcourse.losses import build_loss
 from dlcourse.train import run
@@ -98,8 +98,8 @@ def test_min_delta_still_drives_early_stopping(run_dir):
 
 def test_split_seed_fixes_the_split_whatever_the_seed():
     ds = read_dataset("digits")
-    common = dict(batch_size=64, eval_batch_size=512, val_split=0.2, device=torch.device("cpu"))
-    val = {(seed, split): build_data(ds, seed=seed, split_seed=split, **common).val.images
+    common = dict(batch_size=64, eval_batch_size=512, device=torch.device("cpu"))
+    val = {(seed, split): build_data(ds, seed=seed, split=Split(0.2, split), **common).val.images
            for seed, split in ((0, 0), (1, 0), (0, 1))}
     assert torch.equal(val[0, 0], val[1, 0]) and not torch.equal(val[0, 0], val[0, 1])
     cfg = compose_config()

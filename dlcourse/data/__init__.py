@@ -14,10 +14,11 @@ from dlcourse.data.cifar import CIFAR_DATASETS, read_cifar
 from dlcourse.data.folder import FolderLoader, build_folder_data, folder_classes
 from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_stats
 from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
+from dlcourse.data.splits import Split
 from dlcourse.errors import ConfigError
 
 __all__ = ["Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
-           "build_folder_data", "describe_dataset", "read_dataset", "split_train_val"]
+           "build_folder_data", "describe_dataset", "read_dataset", "Split"]
 
 IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic")
 FILE_DATASETS = ("imagefolder",)  # read by build_folder_data, batch by batch
@@ -86,13 +87,6 @@ def read_dataset(name: str, root: str = "data", download: bool = False, seed: in
     raise ConfigError(f"dataset.name={name!r} is not known: choose one of {known}.")
 
 
-def split_train_val(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random disjoint index sets for training and validation, the same for the same seed."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(n * val_split))
-    return order[n_val:].sort().values, order[:n_val].sort().values
-
-
 def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction: float = 0.5) -> torch.device:
     """Keep the dataset on a CUDA device when it takes less than `budget_fraction` of free memory."""
     if device.type != "cuda":
@@ -102,18 +96,18 @@ def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction:
     return device if nbytes < budget_fraction * free else torch.device("cpu")
 
 
-def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: int, val_split: float,
-               seed: int, device: torch.device, split_seed: int = 0, subset: Optional[int] = None,
+def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: int, split: Split,
+               seed: int, device: torch.device, subset: Optional[int] = None,
                train_transform: Optional[Transform] = None, limit_train_batches: Optional[int] = None,
                channels_last: bool = False) -> Data:
     """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits.
-    `split_seed` draws the train/validation split, `seed` the shuffling."""
+    `split` divides the training images into training and validation; `seed` draws the shuffling."""
     images, labels = dataset.train_images, dataset.train_labels
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
-    train_idx, val_idx = split_train_val(len(labels), val_split, split_seed)
+    train_idx, val_idx = split.indices(labels)
     if len(train_idx) == 0:
-        raise ConfigError(f"dataset.val_split={val_split} leaves no training images out of {len(labels)}.")
+        raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of {len(labels)}.")
     mean, std = channel_stats(images[train_idx])
     normalize = Normalize(mean, std, device)
     store = data_device(dataset, device)

@@ -1,8 +1,8 @@
 """Image-folder datasets (torchvision's ImageFolder layout), read by a DataLoader with workers.
 
 Layout under `root`: `train/<class>/<image>` (required), `val/<class>/...` and `test/<class>/...`
-(optional). Without val/, a `val_split` share of train/ is held out (seeded, as for the in-memory
-datasets); with val/, `val_split` is ignored. Without test/, the validation images also serve as
+(optional). Without val/, a part of train/ is held out as for the in-memory datasets (a seeded
+`val_split` share, or a cross-validation fold: `dlcourse.data.splits`); with val/, that is ignored. Without test/, the validation images also serve as
 the test set, and a note says so. Class indices follow train/'s sorted folder names; val/ and
 test/ may lack classes but not add new ones.
 """
@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dlcourse.data.loader import Normalize
+from dlcourse.data.splits import Split
 from dlcourse.errors import ConfigError, DataError
 
 LAYOUT = ("an image-folder dataset is laid out as <root>/train/<class>/<image files>, with optional "
@@ -159,12 +160,12 @@ def folder_classes(root: Optional[str]) -> list[str]:
         raise DataError(f"{Path(root) / 'train'}: {e} ({LAYOUT}).") from None
 
 
-def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_size: int, val_split: float,
-                      seed: int, device: torch.device, split_seed: int = 0, num_workers: int = 2,
+def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_size: int, split: Split,
+                      seed: int, device: torch.device, num_workers: int = 2,
                       train_transform: Optional[Callable] = None, limit_train_batches: Optional[int] = None,
                       channels_last: bool = False, stats_images: int = 500):
     """Loaders over the image folders in `root` (see the module docstring); returns a `Data`."""
-    from dlcourse.data import Data, split_train_val  # the package imports this module
+    from dlcourse.data import Data  # the package imports this module
 
     classes = folder_classes(root)
     root_dir = Path(root)
@@ -179,11 +180,12 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
         val_labels = torch.tensor(val_set.targets, dtype=torch.int64)
         train_idx = torch.arange(len(train_set))
     else:
-        train_idx, val_idx = split_train_val(len(train_set), val_split, split_seed)
+        train_idx, val_idx = split.indices(torch.tensor(train_set.targets))
         val_set = Subset(train_eval, val_idx.tolist()) if len(val_idx) else None
         val_labels = train_labels[val_idx]
         if len(train_idx) == 0:
-            raise ConfigError(f"dataset.val_split={val_split} leaves no training images out of {len(train_set)}.")
+            raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of "
+                              f"{len(train_set)}.")
         train_set, train_labels = Subset(train_set, train_idx.tolist()), train_labels[train_idx]
 
     if (root_dir / "test").is_dir():

@@ -1,0 +1,98 @@
+"""Sweep reports: a sweep directory -> `report.md`, `report.csv` and figures (and the same in
+TensorBoard), from what every job wrote. `scripts/report.py SWEEP_DIR` builds one; a multirun
+builds its own at the end (`dlcourse.reports.callback.SweepReport`)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dlcourse.errors import UserError
+
+__all__ = ["write_report"]
+
+
+def _is_search(sweep_dir: Path) -> bool:
+    """Whether the sweep was a search (Optuna) rather than a grid: its trials come in order."""
+    multirun = sweep_dir / "multirun.yaml"
+    return (sweep_dir / "optimization_results.yaml").is_file() or (
+        multirun.is_file() and "optuna" in multirun.read_text().lower())
+
+
+def _shell(override: str) -> str:
+    return f"'{override}'" if any(c in override for c in " []{}(),*?$") else override
+
+
+def best_command(jobs, summary) -> str:
+    """The command that trains the best configuration (for one seed: add `seed=...`)."""
+    best = summary.table["configuration"].iloc[0]
+    job = next(j for j in jobs if j.ok and j.path.name in set(summary.jobs.loc[summary.jobs["configuration"] == best, "job"]))
+    overrides = [f"{k}={v}" for k, v in job.overrides.items() if k not in summary.repeats]
+    return " ".join(["python train.py", *map(_shell, overrides)])
+
+
+def write_report(sweep_dir: Path | str, log=print) -> Path:
+    """Build the report of `sweep_dir`; returns the path of report.md."""
+    from dlcourse.reports import figures
+    from dlcourse.reports.jobs import find_jobs
+    from dlcourse.reports.table import markdown_table, summarize
+
+    started = time.perf_counter()
+    sweep_dir = Path(sweep_dir)
+    jobs = find_jobs(sweep_dir)
+    if not jobs:
+        raise UserError(f"{sweep_dir} holds no runs (no */.hydra/overrides.yaml): give the directory of a "
+                        "multirun sweep, e.g. outputs/multirun/<date>/<time>.")
+    summary = summarize(jobs)
+    for old in sweep_dir.glob("report_*.png"):  # figures of an earlier build of this report
+        old.unlink()
+    lines = [f"# Sweep report: {sweep_dir}", ""]
+    done = sum(j.ok for j in jobs)
+    lines.append(f"{len(jobs)} jobs ({done} finished), {len(summary.table)} configurations. Swept: "
+                 f"{', '.join(summary.keys + summary.repeats) or 'nothing'}. Ranked by the best "
+                 f"`{summary.monitor}` of each run ({'higher' if summary.higher_is_better else 'lower'} is "
+                 f"better); cells are mean ± sample std over "
+                 f"{' and '.join(summary.repeats) if summary.repeats else 'the runs'} (n runs).")
+    lines.append("")
+    pngs = []
+    if not summary.table.empty:
+        summary.table.to_csv(sweep_dir / "report.csv", index=False)
+        lines += ["## Ranking", "", markdown_table(summary), "", "## Best configuration", "",
+                  f"    {best_command(jobs, summary)}", ""]
+        if summary.repeats:
+            values = sorted(set(summary.jobs[summary.repeats[0]].dropna()), key=str)
+            lines += [f"(its runs used {summary.repeats[0]}={','.join(map(str, values))})", ""]
+        search = _is_search(sweep_dir)
+        for key in summary.keys:
+            if summary.table[key].map(figures.as_number).notna().all() and summary.table[key].nunique() > 1:
+                pngs.append(figures.metric_against_key(summary, key, sweep_dir / f"report_{key.replace('/', '_')}.png",
+                                                       scatter=search))
+        if len(summary.keys) >= 2 and not search:  # a grid; a search's points do not fill one
+            pngs.append(figures.heatmap(summary, sweep_dir / "report_heatmap.png"))
+        if any(j.history is not None for j in jobs):
+            pngs.append(figures.learning_curves(summary, jobs, sweep_dir / "report_curves.png"))
+        if search:
+            pngs.append(figures.objective_per_trial(summary, jobs, sweep_dir / "report_trials.png"))
+    failed = [j for j in jobs if not j.ok]
+    if failed:
+        lines += ["## Failed and diverged jobs", ""]
+        lines += [f"- `{j.path.name}` ({' '.join(f'{k}={v}' for k, v in j.overrides.items())}): {j.reason}"
+                  for j in failed]
+        lines.append("")
+    if pngs:
+        lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pngs] + [""]
+    report = sweep_dir / "report.md"
+    report.write_text("\n".join(lines))
+    _to_tensorboard(sweep_dir, report.read_text(), pngs)
+    log(f"Sweep report: {report} ({len(jobs)} jobs, {len(pngs)} figures, {time.perf_counter() - started:.1f} s)")
+    return report
+
+
+def _to_tensorboard(sweep_dir: Path, markdown: str, pngs: list[Path]) -> None:
+    """The report beside the runs: `tensorboard --logdir <sweep dir>` shows it as the run `report`."""
+    import matplotlib.image as mpimg
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(sweep_dir / "report")) as writer:
+        writer.add_text("report", markdown, 0)
+        for png in pngs:
+            writer.add_image(f"report/{png.stem}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")

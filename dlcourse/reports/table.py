@@ -1,0 +1,79 @@
+"""One row per configuration of a sweep: mean ± std over its seeds (and folds), ranked."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dlcourse.reports.jobs import REPEATS, Job, swept_keys
+
+SUMMED = ("test/acc", "test/loss", "test/acc5", "test/mse", "test/mae", "test/r2", "best_epoch",
+          "train/images_per_s")
+
+
+@dataclass
+class Summary:
+    monitor: str
+    higher_is_better: bool
+    keys: list[str]  # swept keys that define a configuration (repeats excluded)
+    repeats: list[str]  # swept keys averaged over (seed, cv.fold)
+    jobs: pd.DataFrame  # one row per finished job
+    table: pd.DataFrame  # one row per configuration, ranked
+
+
+def monitor_of(jobs: list[Job]) -> str:
+    for job in jobs:
+        monitor = job.config.get("trainer", {}).get("monitor")
+        if monitor:
+            return monitor
+    return "val/acc"
+
+
+def configuration(job: Job, keys: list[str]) -> str:
+    return " ".join(f"{k}={job.overrides.get(k, '')}" for k in keys) or "(one configuration)"
+
+
+def summarize(jobs: list[Job]) -> Summary:
+    monitor = monitor_of(jobs)
+    higher = "loss" not in monitor and "mse" not in monitor and "mae" not in monitor
+    swept = swept_keys(jobs)
+    keys = [k for k in swept if k not in REPEATS]
+    repeats = [k for k in swept if k in REPEATS]
+    best_key = f"{monitor}_best"
+    rows = []
+    for job in jobs:
+        if not job.ok:
+            continue
+        row = {"job": job.path.name, "configuration": configuration(job, keys),
+               **{k: job.overrides.get(k) for k in swept}, monitor: job.metrics.get(best_key)}
+        row.update({m: job.metrics.get(m) for m in SUMMED if m in job.metrics})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return Summary(monitor, higher, keys, repeats, frame, pd.DataFrame())
+    metrics = [m for m in (monitor, *SUMMED) if m in frame]
+    frame[metrics] = frame[metrics].apply(pd.to_numeric, errors="coerce")
+    grouped = frame.groupby("configuration", sort=False)
+    table = grouped[metrics].agg(["mean", "std"])
+    table.columns = [f"{m} {stat}" for m, stat in table.columns]
+    table.insert(0, "n", grouped.size())
+    for i, k in enumerate(keys):  # the configuration's own values, for figures and the CSV
+        table.insert(1 + i, k, grouped[k].first())
+    table = table.sort_values(f"{monitor} mean", ascending=not higher).reset_index()
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return Summary(monitor, higher, keys, repeats, frame, table)
+
+
+def markdown_table(summary: Summary) -> str:
+    """The ranked table with mean ± std cells."""
+    t = summary.table
+    metrics = [c[:-len(" mean")] for c in t.columns if c.endswith(" mean")]
+    shown = pd.DataFrame({"rank": t["rank"], "configuration": t["configuration"], "n": t["n"]})
+    for m in metrics:
+        mean, std = t[f"{m} mean"], t[f"{m} std"]
+        if m in ("best_epoch", "train/images_per_s"):
+            shown[m] = mean.map(lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
+        else:
+            name = f"best {m}" if m == summary.monitor else m
+            shown[name] = [f"{a:.4f} ± {b:.4f}" if pd.notna(b) else f"{a:.4f}" for a, b in zip(mean, std)]
+    return shown.to_markdown(index=False)

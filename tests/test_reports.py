@@ -1,0 +1,105 @@
+"""Sweeps end in a report: per-epoch history, the ranked table, figures, the best command."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, cli, compose_config, train
+from dlcourse.reports import write_report
+
+
+def test_every_run_writes_its_history(run_dir):
+    train(run_dir, ["trainer.max_epochs=3"])
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    history = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]["history"]
+    for row, logged in zip(rows, history):
+        for key in ("train/loss", "val/acc", "lr", "time_s"):
+            assert float(row[key]) == pytest.approx(logged[key], rel=1e-9)
+
+
+def test_history_of_a_resumed_run_has_every_epoch_once(run_dir):
+    train(run_dir, ["trainer.max_epochs=2"])
+    train(run_dir, ["trainer.max_epochs=3", "resume=true"])
+    assert [int(r["epoch"]) for r in csv.DictReader((run_dir / "history.csv").open())] == [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("sweep") / "s"
+    out = cli(["-m", "optim=sgd,adam", "optim.lr=0.1,0.01", "seed=0,1", "trainer.max_epochs=2",
+               "trainer.limit_train_batches=5", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
+    assert out.returncode == 0, out.stderr
+    return sweep_dir, out
+
+
+def test_a_sweep_ends_with_a_ranked_report(sweep):
+    sweep_dir, out = sweep
+    assert "Sweep report:" in out.stdout
+    rows = list(csv.DictReader((sweep_dir / "report.csv").open()))
+    assert len(rows) == 4 and all(r["n"] == "2" for r in rows)
+    jobs = [p for p in sweep_dir.iterdir() if (p / "metrics.json").exists()]
+    assert len(jobs) == 8
+    by_config = {}
+    for job in jobs:
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        key = " ".join(o for o in ("optim=sgd", "optim=adam") if o in overrides) + " " + \
+            next(o for o in ("optim.lr=0.1", "optim.lr=0.01") if o + "\n" in overrides)
+        by_config.setdefault(key, []).append(json.loads((job / "metrics.json").read_text()))
+    for row in rows:
+        runs = by_config[row["configuration"]]
+        vals = [m["val/acc_best"] for m in runs]
+        assert float(row["val/acc mean"]) == pytest.approx(statistics.mean(vals))
+        assert float(row["val/acc std"]) == pytest.approx(statistics.stdev(vals))
+        tests = [m["test/acc"] for m in runs]
+        assert float(row["test/acc mean"]) == pytest.approx(statistics.mean(tests))
+    means = [float(r["val/acc mean"]) for r in rows]
+    assert means == sorted(means, reverse=True) and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+    report = (sweep_dir / "report.md").read_text()
+    assert rows[0]["configuration"] in report.split("## Best configuration")[0].split("\n|")[3]
+    for png in ("report_optim.lr.png", "report_heatmap.png", "report_curves.png"):
+        data = (sweep_dir / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
+    assert list((sweep_dir / "report").glob("events.out.tfevents.*"))
+
+
+def test_the_best_command_trains_the_best_configuration(sweep):
+    sweep_dir, _ = sweep
+    report = (sweep_dir / "report.md").read_text()
+    command = report.split("## Best configuration")[1].strip().splitlines()[0].strip()
+    assert command.startswith("python train.py ")
+    best = next(csv.DictReader((sweep_dir / "report.csv").open()))
+    cfg = compose_config(command.split()[2:])
+    assert cfg.optim._target_.endswith("Adam" if best["optim"] == "adam" else "SGD")
+    assert cfg.optim.lr == float(best["optim.lr"]) and cfg.trainer.max_epochs == 2
+    assert cfg.trainer.limit_train_batches == 5
+
+
+def test_report_script_lists_failed_and_diverged_jobs(sweep, tmp_path):
+    sweep_dir, _ = sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep_dir, copy)
+    jobs = sorted(p for p in copy.iterdir() if (p / "metrics.json").exists())
+    (jobs[0] / "metrics.json").unlink()
+    (jobs[0] / "train.log").write_text("epoch 1/2 ...\nError: something specific broke\n")
+    metrics = json.loads((jobs[2] / "metrics.json").read_text())  # another configuration
+    (jobs[2] / "metrics.json").write_text(json.dumps({**metrics, "diverged": True}))
+    report = write_report(copy, log=lambda *_: None).read_text()
+    failed = report.split("## Failed and diverged jobs")[1]
+    assert f"`{jobs[0].name}`" in failed and "failed: something specific broke" in failed
+    assert f"`{jobs[2].name}`" in failed and "diverged:" in failed
+    rows = list(csv.DictReader((copy / "report.csv").open()))
+    assert sorted(int(r["n"]) for r in rows) == [1, 1, 2, 2]  # the two jobs left out of the means
+
+
+def test_report_of_a_folder_without_runs_is_a_clear_error(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "scripts/report.py"), str(tmp_path)], capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and "holds no runs" in res.stderr and "Traceback" not in res.stderr
