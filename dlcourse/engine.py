@@ -164,7 +164,7 @@ class Engine:
                 f"(regularization.clip_grad_norm=1.0), a warm-up (sched.warmup_epochs=1) or batch norm.")
         mean = sum(values) / len(values)
         self.logger.writer.add_scalar("train/loss_step", mean, self.state.step + b)
-        self.logger.writer.add_scalar("lr_step", self.optimizer.param_groups[0]["lr"], self.state.step + b)
+        self.logger.writer.add_scalar("train/lr_step", self.optimizer.param_groups[0]["lr"], self.state.step + b)
         self.logger.advance(b - a, mean)
 
     @torch.inference_mode()
@@ -214,6 +214,7 @@ class Engine:
             value = metrics.get(self.s.monitor, float("nan"))
             st.epoch = epoch
             self._track(value, epoch)
+            metrics[f"{self.s.monitor}_best"] = st.best  # best so far: the run's curve of its objective
             self.schedule.after_epoch(value)
             st.history.append({"epoch": epoch, **metrics})
             st.stopped_early = self.s.patience is not None and st.bad_epochs >= self.s.patience

@@ -56,12 +56,13 @@ def collect_warnings():
 class RunLogger:
     """TensorBoard writer and console output of one run (nothing here syncs the device per step)."""
 
-    def __init__(self, run_dir: Path, progress_bar: bool = True, tb_subdir: str = "tensorboard",
-                 earlier: Iterable[str] = ()):
+    def __init__(self, run_dir: Path, progress_bar: bool = True, earlier: Iterable[str] = ()):
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(log_dir=str(self.run_dir / tb_subdir))
+        # event files in the run directory itself, so TensorBoard names each run by its directory
+        self.writer = SummaryWriter(log_dir=str(self.run_dir))
+        self.writer.add_custom_scalars(CHARTS)
         self.progress_bar = progress_bar and sys.stderr.isatty()
         self._bar: Optional[tqdm] = None
         # train.log: every console line of the run, and the warnings of dlcourse's modules
@@ -99,7 +100,7 @@ class RunLogger:
             self._bar = None
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and math.isfinite(v):
-                self.writer.add_scalar(k, v, epoch)
+                self.writer.add_scalar(TAGS.get(k, k), v, epoch)
         shown = {k: v for k, v in metrics.items() if k in SUMMARY_KEYS}
         self.info(f"epoch {epoch}/{max_epochs}  {format_metrics(shown)}")
 
@@ -116,11 +117,22 @@ class RunLogger:
         grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=1)
         self.writer.add_image(tag, grid, 0)
 
-    def hparams(self, config: dict, metrics: dict[str, float]) -> None:
-        """The flattened config and final metrics, for TensorBoard's HParams dashboard."""
-        hparams = {k: v for k, v in flatten(config).items() if isinstance(v, (int, float, str, bool))}
-        finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in finite.items()}, run_name=".")
+    def hparams(self, config: dict, overrides: Iterable[str], metric_tags: Iterable[str]) -> None:
+        """An HParams-dashboard entry for this run: the model, dataset, optimizer, LR and batch size,
+        plus every key set on the command line (what a sweep varies), and metrics that point at
+        scalars the run already logged (no one-point charts)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        flat = flatten(config)
+        chosen = {k: flat[k] for k in HPARAM_KEYS if k in flat}
+        for override in overrides:
+            key, _, value = override.partition("=")
+            key = key.lstrip("+~")
+            if not key.startswith("hydra.") and key != "resume":
+                chosen[key] = flat.get(key, value)  # a group choice (optim=adam) keeps its name
+        chosen = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in chosen.items()}
+        for summary in hparams_summary(chosen, {tag: 0.0 for tag in metric_tags}):
+            self.writer.file_writer.add_summary(summary)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -130,6 +142,13 @@ class RunLogger:
         self._file.close()
 
 
+# TensorBoard tags of the epoch metrics that have no train/ or val/ prefix of their own, so that
+# the dashboard shows two sections, train and val, and nothing before them.
+TAGS = {"lr": "train/lr", "time_s": "train/epoch_time_s"}
+HPARAM_KEYS = ("model.name", "dataset.name", "optim._target_", "optim.lr", "trainer.batch_size")
+# Train and validation curves of one metric in one chart (TensorBoard's Custom Scalars tab).
+CHARTS = {"train vs val": {"loss": ["Multiline", ["^train/loss$", "^val/loss$"]],
+                           "accuracy": ["Multiline", ["^train/acc$", "^val/acc$"]]}}
 SUMMARY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc5", "lr", "time_s")
 
 

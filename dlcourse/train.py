@@ -180,7 +180,7 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
                         eval_loss_fn=eval_loss_fn, extra_checkpoint=extra, forward_model=forward_model,
                         batch_transform=augmentation.batch_transform, generators=(augmentation.generator,))
         try:
-            return _fit(engine, cfg, run_dir, resumed, ckpt_path, augmentation, started)
+            return _fit(engine, cfg, run_dir, resumed, ckpt_path, augmentation, started, overrides or [])
         except UserError as e:
             logger.to_file(f"Error: {e}")
             raise
@@ -189,7 +189,7 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
 
 
 def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict], ckpt_path, augmentation,
-         started: float) -> float:
+         started: float, overrides: list[str]) -> float:
     data, logger = engine.data, engine.logger
     if resumed is not None:
         engine.restore(resumed)
@@ -209,7 +209,7 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
         except DivergenceError:
             write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
             raise
-    return _finish(engine, cfg, run_dir, started)
+    return _finish(engine, cfg, run_dir, started, overrides)
 
 
 def _summary(engine: Engine, started: float) -> dict:
@@ -218,21 +218,23 @@ def _summary(engine: Engine, started: float) -> dict:
     summary = {f"{engine.s.monitor}_best": st.best, "best_epoch": st.best_epoch, "epochs_run": st.epoch,
                "steps": st.step, "stopped_early": st.stopped_early, "diverged": False,
                "train/images_per_s": engine.train_images / engine.train_seconds if engine.train_seconds else None,
-               "wall_time_s": time.perf_counter() - started}
+               "wall_time_s": time.perf_counter() - started, "threads": torch.get_num_threads(),
+               "started_at": time.time() - (time.perf_counter() - started), "finished_at": time.time()}
     val_acc = [h["val/acc"] for h in st.history if "val/acc" in h]
     if val_acc:
         summary["val/acc_best"] = max(val_acc)
     return summary
 
 
-def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float) -> float:
+def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, overrides: list[str]) -> float:
     st = engine.state
     best = run_dir / "checkpoints" / "best.pt"
     if best.exists():
         engine.model.load_state_dict(checkpoint.load(best)["model"])
     metrics = {**engine.evaluate(engine.data.test, "test"), **_summary(engine, started)}
     write_metrics(run_dir / "metrics.json", metrics)
-    engine.logger.hparams(OmegaConf.to_container(cfg, resolve=True), metrics)
+    tags = [f"{engine.s.monitor}_best", *(t for t in ("val/acc", "val/loss", "train/loss") if t in st.history[-1])]
+    engine.logger.hparams(OmegaConf.to_container(cfg, resolve=True), overrides, tags)
     engine.logger.info("test  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/")))
     return float(st.best) if st.best is not None else float("nan")
 

@@ -103,3 +103,32 @@ def test_report_of_a_folder_without_runs_is_a_clear_error(tmp_path):
     res = subprocess.run([sys.executable, str(ROOT / "scripts/report.py"), str(tmp_path)], capture_output=True,
                          text=True)
     assert res.returncode == 2 and "holds no runs" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_joblib_launcher_runs_two_jobs_side_by_side_with_one_thread_each(tmp_path):
+    sweep_dir = tmp_path / "s"
+    out = cli(["-m", "hydra/launcher=joblib", "optim.lr=0.01,0.003", "trainer.max_epochs=3",
+               f"hydra.sweep.dir={sweep_dir}"], timeout=600)
+    assert out.returncode == 0, out.stderr
+    runs = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+    assert len(runs) == 2 and all(r["threads"] == 1 for r in runs)
+    (a0, a1), (b0, b1) = [(r["started_at"], r["finished_at"]) for r in runs]
+    assert a0 < b1 and b0 < a1  # the two runs overlapped in time
+    assert (sweep_dir / "report.md").exists()
+
+
+def test_optuna_search_completes_and_reports_its_trials(tmp_path):
+    import yaml
+
+    sweep_dir = tmp_path / "s"
+    out = cli(["-m", "hparams_search=lr_wd_optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
+               "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
+    assert out.returncode == 0, out.stderr
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    values = [json.loads(p.read_text())["val/acc_best"] for p in sweep_dir.glob("*/metrics.json")]
+    assert len(values) == 3 and results["best_value"] == pytest.approx(max(values))
+    assert (sweep_dir / "report_trials.png").stat().st_size > 10_000
+    report = (sweep_dir / "report.md").read_text()
+    best_lr = results["best_params"]["optim.lr"]
+    assert f"optim.lr={best_lr}" in report.split("## Best configuration")[1].splitlines()[2]
+    assert "hparams_search" not in report.split("## Best configuration")[1].splitlines()[2]

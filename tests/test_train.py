@@ -13,7 +13,7 @@ METRICS_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs_run", "train/im
 
 
 def scalars(run_dir):
-    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
@@ -29,8 +29,10 @@ def test_run_directory_holds_metrics_tensorboard_and_checkpoints(run_dir):
     assert METRICS_KEYS <= set(metrics)
     assert metrics["epochs_run"] == 3 and metrics["train/images_per_s"] > 0
     tags = scalars(run_dir)
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr"):
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr", "val/acc_best"):
         assert len(tags[tag]) == 3, tag
+    assert tags["val/acc_best"] == [max(tags["val/acc"][:i + 1]) for i in range(3)]
+    assert not [t for t in tags if not t.startswith(("train/", "val/"))]  # two sections, no one-point charts
     assert tags["train/loss"][-1] < tags["train/loss"][0]
     for name in ("last.pt", "best.pt"):
         ckpt = torch.load(run_dir / "checkpoints" / name, weights_only=True)
@@ -38,6 +40,23 @@ def test_run_directory_holds_metrics_tensorboard_and_checkpoints(run_dir):
     last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert last["state"]["epoch"] == 3 and last["config"]["trainer"]["max_epochs"] == 3
     assert (run_dir / ".hydra" / "config.yaml").exists()
+
+
+def test_tensorboard_hparams_name_the_command_line_keys_and_point_at_logged_scalars(tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out = cli(["optim=sgd", "optim.lr=0.05", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}/run"])
+    assert out.returncode == 0, out.stderr
+    acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert {m.name.tag for m in experiment.metric_infos} == {"val/acc_best", "val/acc", "val/loss", "train/loss"}
+    assert session.hparams["optim"].string_value == "sgd" and session.hparams["optim.lr"].number_value == 0.05
+    assert session.hparams["model.name"].string_value == "mlp" and "trainer.max_epochs" in session.hparams
+    assert set(acc.Tags()["scalars"]) >= {m.name.tag for m in experiment.metric_infos}
+    assert "custom_scalars__config__" in acc.Tags()["tensors"] or acc.PluginTagToContent("custom_scalars")
 
 
 def test_resume_continues_and_extends_a_run(run_dir):

@@ -114,7 +114,8 @@ def learning_curves(summary: Summary, jobs: list[Job], out: Path) -> Path:
             curves = pd.concat(runs, axis=1)
             mean, std = curves.mean(axis=1), curves.std(axis=1).fillna(0)
             line, = ax.plot(mean.index, mean, label=f"{rank + 1}. {config}", lw=1.6)
-            ax.fill_between(mean.index, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            lower = (mean - std).where(mean - std > 0, mean / 2) if (mean > 0).all() else mean - std  # log-safe
+            ax.fill_between(mean.index, lower, mean + std, color=line.get_color(), alpha=0.2)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines] or [np.ones(1)])
