@@ -12,6 +12,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from dlcourse import distributed
 from dlcourse.data import (FILE_DATASETS, Data, DatasetInfo, Split, build_data, build_folder_data, describe_dataset,
                            read_dataset)
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
@@ -117,9 +118,11 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple
     """The dataset as loaders on `device`, with the training augmentation."""
     t, d = cfg.trainer, cfg.dataset
     augment = OmegaConf.to_container(cfg.augment, resolve=True)
-    augmentation = build_augmentation(info.num_classes, device, cfg.seed, **augment)
+    rank, world = distributed.rank_and_world()
+    # each data-parallel process draws its own augmentations (rank 0: those of a single process)
+    augmentation = build_augmentation(info.num_classes, device, cfg.seed + 7919 * rank, **augment)
     common = dict(batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, split=make_split(cfg),
-                  seed=cfg.seed, device=device,
+                  seed=cfg.seed, device=device, shard=(rank, world),
                   limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
     if d.name in FILE_DATASETS:  # files read by DataLoader workers, not held in memory
         size = info.image_shape[-1]

@@ -41,6 +41,22 @@ def resume_overrides(saved: list[str], given: list[str]) -> list[str]:
     return [o for o in saved if _key(o) not in keys and not o.startswith("hydra.")] + list(given)
 
 
+def _shared_run_dir(cfg: DictConfig, run_dir: Path) -> Path:
+    """Under torchrun every process composes its own config, and `${now:}` may differ between them:
+    all use rank 0's run directory."""
+    if cfg.trainer.strategy != "ddp":
+        return run_dir
+    from dlcourse import distributed
+    from dlcourse.builders import select_device
+
+    if not distributed.init("ddp", select_device(cfg.trainer.device).type):
+        return run_dir
+    shared = Path(distributed.broadcast_text(str(run_dir)))
+    if shared != run_dir:
+        _remove_if_empty(run_dir)
+    return shared
+
+
 def run_job(cfg: DictConfig) -> float:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
@@ -52,6 +68,7 @@ def run_job(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     try:
+        run_dir = _shared_run_dir(cfg, run_dir)
         saved = saved_overrides(cfg.resume, run_dir)
         if saved:
             overrides = resume_overrides(saved, overrides)

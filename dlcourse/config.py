@@ -18,6 +18,7 @@ from dlcourse.errors import ConfigError
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainerConfig:
     deterministic: bool = False
     channels_last: bool = False
     compile: bool = False
+    strategy: str = "auto"  # auto (one process) | ddp (data-parallel over the processes torchrun starts)
     log_every_n_steps: int = 50
     progress_bar: bool = True
 
@@ -133,6 +135,7 @@ def validate(cfg: DictConfig) -> None:
     _check(t.limit_train_batches is None or t.limit_train_batches >= 1, "trainer.limit_train_batches",
            t.limit_train_batches, "it must be null (all batches) or an integer >= 1")
     _check(t.device in DEVICES, "trainer.device", t.device, f"allowed: {', '.join(DEVICES)}")
+    _check(t.strategy in STRATEGIES, "trainer.strategy", t.strategy, f"allowed: {', '.join(STRATEGIES)}")
     _check(str(t.precision) in PRECISIONS, "trainer.precision", t.precision,
            f"allowed: {', '.join(PRECISIONS)}")
     _check(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "it must be >= 1")

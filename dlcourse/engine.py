@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dlcourse.checkpoint import rng_state, save_atomic, set_rng_state
+from dlcourse import distributed
 from dlcourse.data import Data
 from dlcourse.errors import DivergenceError
 from dlcourse.optim import clip_gradients, l1_penalty
@@ -142,12 +143,13 @@ class Engine:
                 last_read = i + 1
         self.state.step += n_batches
         seconds = time.perf_counter() - start
-        n = sum(sizes)
+        weights = torch.tensor(sizes, device=self.device, dtype=torch.float32)
+        totals = torch.stack([(losses * weights).sum(), correct.sum().float(), weights.sum()])
+        loss_sum, n_correct, n = distributed.sum_over_processes(totals).tolist()  # every process's share
         self.train_seconds += seconds
         self.train_images += n
-        weights = torch.tensor(sizes, device=self.device, dtype=torch.float32)
-        return {"train/loss": float((losses * weights).sum() / n), "train/acc": float(correct.sum()) / n,
-                "train/images_per_s": n / seconds, "time_s": seconds}
+        return {"train/loss": loss_sum / n, "train/acc": n_correct / n, "train/images_per_s": n / seconds,
+                "time_s": seconds}
 
     def _read_interval(self, epoch: int, losses: torch.Tensor, a: int, b: int) -> None:
         """Once per log interval: read the interval's losses (the only sync), check them, log them."""
@@ -181,10 +183,12 @@ class Engine:
             correct += (out.argmax(1) == y).sum()
             if top5:
                 correct5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
-        n = loader.num_samples
-        metrics = {f"{prefix}/loss": float(loss_sum) / n, f"{prefix}/acc": float(correct) / n}
+        totals = torch.stack([loss_sum, correct.float(), correct5.float(),
+                              torch.tensor(float(loader.num_samples), device=self.device)])
+        loss_sum, correct, correct5, n = distributed.sum_over_processes(totals).tolist()
+        metrics = {f"{prefix}/loss": loss_sum / n, f"{prefix}/acc": correct / n}
         if top5:
-            metrics[f"{prefix}/acc5"] = float(correct5) / n
+            metrics[f"{prefix}/acc5"] = correct5 / n
         return metrics
 
     # the run --------------------------------------------------------------------------------
@@ -242,7 +246,8 @@ class Engine:
         }
 
     def save(self, name: str) -> None:
-        save_atomic(self.checkpoint(), self.ckpt_dir / name)
+        if distributed.is_main():  # every process holds the same weights; one writes them
+            save_atomic(self.checkpoint(), self.ckpt_dir / name)
 
     def restore(self, ckpt: dict) -> None:
         """Continue from a checkpoint written by `checkpoint()`."""

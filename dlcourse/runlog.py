@@ -39,6 +39,16 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
+class _Nothing:
+    """Stands in for the TensorBoard writer where nothing is written."""
+
+    def __getattr__(self, name: str) -> "_Nothing":
+        return self
+
+    def __call__(self, *args, **kwargs) -> "_Nothing":
+        return self
+
+
 @contextmanager
 def collect_warnings():
     """The messages dlcourse's modules log meanwhile, as a list of lines (for train.log)."""
@@ -56,17 +66,17 @@ def collect_warnings():
 class RunLogger:
     """TensorBoard writer and console output of one run (nothing here syncs the device per step)."""
 
-    def __init__(self, run_dir: Path, progress_bar: bool = True, earlier: Iterable[str] = ()):
+    def __init__(self, run_dir: Path, progress_bar: bool = True, earlier: Iterable[str] = (), enabled: bool = True):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir = Path(run_dir)
+        self.run_dir, self.enabled = Path(run_dir), enabled  # disabled: a data-parallel rank other than 0
         # event files in the run directory itself, so TensorBoard names each run by its directory
-        self.writer = SummaryWriter(log_dir=str(self.run_dir))
+        self.writer = SummaryWriter(log_dir=str(self.run_dir)) if enabled else _Nothing()
         self.writer.add_custom_scalars(CHARTS)
-        self.progress_bar = progress_bar and sys.stderr.isatty()
+        self.progress_bar = enabled and progress_bar and sys.stderr.isatty()
         self._bar: Optional[tqdm] = None
         # train.log: every console line of the run, and the warnings of dlcourse's modules
-        self._file = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8")
+        self._file = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8") if enabled else logging.NullHandler()
         self._file.setFormatter(logging.Formatter("%(message)s"))
         self._package = logging.getLogger("dlcourse")
         self._package.addHandler(self._file)
@@ -75,8 +85,9 @@ class RunLogger:
 
     # console --------------------------------------------------------------------------------
     def info(self, message: str) -> None:
-        print(message, flush=True)
-        self.to_file(message)
+        if self.enabled:
+            print(message, flush=True)
+            self.to_file(message)
 
     def to_file(self, message: str) -> None:
         """A line for train.log only (e.g. the error that the command line prints itself)."""
@@ -107,7 +118,8 @@ class RunLogger:
     def history(self, rows: list[dict[str, Any]]) -> None:
         """history.csv: one row per epoch with every logged metric (rewritten whole, so a resumed
         run's file matches its checkpoint)."""
-        write_csv(self.run_dir / "history.csv", rows)
+        if self.enabled:
+            write_csv(self.run_dir / "history.csv", rows)
 
     # TensorBoard ----------------------------------------------------------------------------
     def images(self, tag: str, images: torch.Tensor, nrow: int = 8) -> None:

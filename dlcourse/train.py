@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dlcourse import checkpoint
+from dlcourse import checkpoint, distributed
 from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, make_data, make_losses,
                                make_model, make_optimizer, make_schedule, make_settings, select_device)
 from dlcourse.config import check_resume, validate
@@ -105,6 +105,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[lis
     """Train, evaluate the best checkpoint on the test set, write metrics.json; return the best
     value of `trainer.monitor` (for Hydra sweepers; its mean over the folds with `cv.folds` and no
     `cv.fold`). `overrides` (the command line) go to `.hydra/overrides.yaml`."""
+    validate(cfg)
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
         run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -149,6 +150,10 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
     validate(cfg)
     t = cfg.trainer
     device = select_device(t.device)
+    if distributed.init(t.strategy, device.type) and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    rank, world = distributed.rank_and_world()
+    distributed.local_batch(t.batch_size)  # the global batch must divide among the processes
     if t.precision == "16-mixed" and device.type != "cuda":
         raise ConfigError("trainer.precision=16-mixed needs a CUDA GPU (float16 autocast with GradScaler); "
                           "on this device use trainer.precision=bf16-mixed or 32.")
@@ -164,14 +169,23 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
     with torch_flags(t.deterministic), collect_warnings() as early_warnings:
         seed_everything(cfg.seed)
         model, model_name = make_model(cfg, info, device)  # before the data: its errors cost no reading
+        if world > 1:
+            torch.manual_seed(cfg.seed + 7919 * rank)  # the same initial weights, then dropout of its own
         optimizer = make_optimizer(cfg, model)
         loss_fn, eval_loss_fn = make_losses(cfg, info.num_classes)
         data, augmentation = make_data(cfg, info, device)
-        forward_model = compile_model(model, next(iter(data.train))[0]) if t.compile else model
+        forward_model = model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if t.compile:
+            forward_model = compile_model(forward_model, next(iter(data.train))[0])
         schedule = make_schedule(cfg, optimizer, len(data.train), settings.mode)
 
-        write_hydra_files(cfg, run_dir, overrides)
-        logger = RunLogger(run_dir, progress_bar=t.progress_bar, earlier=early_warnings)
+        if distributed.is_main():
+            write_hydra_files(cfg, run_dir, overrides)
+        logger = RunLogger(run_dir, progress_bar=t.progress_bar, earlier=early_warnings, enabled=distributed.is_main())
         extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes),
                  "image_shape": list(data.image_shape), "model_name": model_name,
                  "normalization": {"mean": data.normalize.mean.flatten().tolist(),
@@ -207,7 +221,8 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
         except Interrupted:
             return _interrupted(engine, run_dir, getattr(stopper, "signum", signal.SIGINT))
         except DivergenceError:
-            write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
+            if distributed.is_main():
+                write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
             raise
     return _finish(engine, cfg, run_dir, started, overrides)
 
@@ -229,10 +244,13 @@ def _summary(engine: Engine, started: float) -> dict:
 def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, overrides: list[str]) -> float:
     st = engine.state
     best = run_dir / "checkpoints" / "best.pt"
+    distributed.barrier()  # rank 0 has written best.pt
     if best.exists():
         engine.model.load_state_dict(checkpoint.load(best)["model"])
-    metrics = {**engine.evaluate(engine.data.test, "test"), **_summary(engine, started)}
-    write_metrics(run_dir / "metrics.json", metrics)
+    metrics = {**engine.evaluate(engine.data.test, "test"), **_summary(engine, started),
+               "processes": distributed.rank_and_world()[1]}
+    if distributed.is_main():
+        write_metrics(run_dir / "metrics.json", metrics)
     tags = [f"{engine.s.monitor}_best", *(t for t in ("val/acc", "val/loss", "train/loss") if t in st.history[-1])]
     engine.logger.hparams(OmegaConf.to_container(cfg, resolve=True), overrides, tags)
     engine.logger.info("test  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/")))

@@ -144,8 +144,10 @@ def test_a_diverged_job_does_not_abort_the_sweep(tmp_path):
     out = cli(["-m", "optim=sgd", "optim.lr=1e8,0.05", "trainer.max_epochs=1",
                f"hydra.sweep.dir={tmp_path}/sweep"])
     assert out.returncode == 0, out.stderr
-    diverged = [json.loads((tmp_path / "sweep" / j / "metrics.json").read_text())["diverged"] for j in "01"]
-    assert diverged == [True, False]
+    jobs = sorted((tmp_path / "sweep").glob("[01]_*/metrics.json"))
+    assert [json.loads(p.read_text())["diverged"] for p in jobs] == [True, False]
+    report = (tmp_path / "sweep" / "report.md").read_text()  # the report lists it, with the reason
+    assert "diverged: The training loss became" in report.split("## Failed and diverged jobs")[1]
 
 
 # Kills and preemption: a LeNet on digits long enough to be interrupted mid-run.

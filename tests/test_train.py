@@ -121,8 +121,9 @@ def test_cli_multirun_writes_one_run_directory_per_job(tmp_path):
     out = cli(["-m", "optim=sgd,adam", "trainer.max_epochs=1", "trainer.device=cpu",
                f"hydra.sweep.dir={tmp_path}/sweep"])
     assert out.returncode == 0, out.stderr
-    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert [p.name for p in jobs] == ["0", "1"]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name != "report")
+    assert [p.name for p in jobs] == ["0_optim=sgd,trainer.device=cpu,trainer.max_epochs=1",
+                                      "1_optim=adam,trainer.device=cpu,trainer.max_epochs=1"]  # named by overrides
     targets = [json.loads((p / "metrics.json").read_text()) and
                (p / ".hydra" / "config.yaml").read_text() for p in jobs]
     assert "torch.optim.SGD" in targets[0] and "torch.optim.Adam" in targets[1]

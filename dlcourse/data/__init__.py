@@ -99,9 +99,11 @@ def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction:
 def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: int, split: Split,
                seed: int, device: torch.device, subset: Optional[int] = None,
                train_transform: Optional[Transform] = None, limit_train_batches: Optional[int] = None,
-               channels_last: bool = False) -> Data:
+               channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> Data:
     """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits.
-    `split` divides the training images into training and validation; `seed` draws the shuffling."""
+    `split` divides the training images into training and validation; `seed` draws the shuffling.
+    With a data-parallel `shard` = (rank, world), this process trains on its share of each global
+    batch and evaluates every world-th validation and test image."""
     images, labels = dataset.train_images, dataset.train_labels
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
@@ -112,14 +114,18 @@ def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: in
     normalize = Normalize(mean, std, device)
     store = data_device(dataset, device)
 
-    def tensors(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rank, world = shard
+
+    def tensors(x: torch.Tensor, y: torch.Tensor, evaluated: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if evaluated and world > 1:
+            x, y = x[rank::world], y[rank::world]
         return x.to(store), y.to(store)
 
     common = dict(device=device, normalize=normalize, channels_last=channels_last)
     train = TensorLoader(*tensors(images[train_idx], labels[train_idx]), batch_size, shuffle=True,
                          generator=torch.Generator().manual_seed(seed), transform=train_transform,
-                         limit_batches=limit_train_batches, **common)
-    val = (TensorLoader(*tensors(images[val_idx], labels[val_idx]), eval_batch_size, **common)
+                         limit_batches=limit_train_batches, shard=shard, **common)
+    val = (TensorLoader(*tensors(images[val_idx], labels[val_idx], True), eval_batch_size, **common)
            if len(val_idx) else None)
-    test = TensorLoader(*tensors(dataset.test_images, dataset.test_labels), eval_batch_size, **common)
+    test = TensorLoader(*tensors(dataset.test_images, dataset.test_labels, True), eval_batch_size, **common)
     return Data(train, val, test, dataset.image_shape, dataset.classes, normalize)

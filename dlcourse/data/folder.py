@@ -78,15 +78,20 @@ class EpochShuffle(Sampler):
     are the same whatever `num_workers`, and a resumed run (whose checkpoint restores the
     generator) replays the epochs an uninterrupted run would have seen."""
 
-    def __init__(self, n: int, generator: torch.Generator):
-        self.n, self.generator = n, generator
+    def __init__(self, n: int, generator: torch.Generator, batch_size: int = 1, shard: tuple[int, int] = (0, 1)):
+        self.n, self.generator, self.batch_size = n, generator, batch_size
+        self.rank, self.world = shard  # data-parallel: this process's share of each global batch
 
     def __len__(self) -> int:
-        return self.n
+        return self.n if self.world == 1 else self.n // self.batch_size * self.batch_size // self.world
 
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.generator)
         seeds = torch.randint(0, 2 ** 62, (self.n,), generator=self.generator)
+        if self.world > 1:  # whole global batches only, strided by rank
+            batches = self.n // self.batch_size
+            mine = torch.arange(batches * self.batch_size).view(batches, self.batch_size)[:, self.rank::self.world]
+            order, seeds = order[mine.reshape(-1)], seeds[mine.reshape(-1)]
         return zip(order.tolist(), seeds.tolist())
 
 
@@ -112,7 +117,8 @@ class FolderLoader:
 
     def __init__(self, dataset: Dataset, labels: torch.Tensor, batch_size: int, *, device: torch.device,
                  normalize: Normalize, shuffle: bool = False, generator: Optional[torch.Generator] = None,
-                 num_workers: int = 0, limit_batches: Optional[int] = None, channels_last: bool = False):
+                 num_workers: int = 0, limit_batches: Optional[int] = None, channels_last: bool = False,
+                 shard: tuple[int, int] = (0, 1)):
         self.labels, self.batch_size, self.device = labels, batch_size, device
         self.normalize, self.generator, self.limit_batches = normalize, generator, limit_batches
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -120,14 +126,15 @@ class FolderLoader:
         # so a checkpoint of it replays the next epoch. The DataLoader's own worker seeds come from
         # a private generator, so that neither `generator` nor the global RNG depends on whether a
         # run was resumed. A lone last sample is dropped when training, as in TensorLoader.
-        sampler = None
+        sampler, world = None, shard[1]
         if shuffle:
-            sampler, dataset = EpochShuffle(len(dataset), generator), SeededSamples(dataset)
+            sampler, dataset = EpochShuffle(len(dataset), generator, batch_size, shard), SeededSamples(dataset)
+            batch_size //= world
         worker_seeds = torch.Generator().manual_seed(generator.initial_seed() if generator else 0)
         self.loader = DataLoader(dataset, batch_size, sampler=sampler, generator=worker_seeds,
                                  num_workers=num_workers, pin_memory=device.type == "cuda",
                                  persistent_workers=num_workers > 0,
-                                 drop_last=shuffle and len(dataset) % batch_size == 1)
+                                 drop_last=shuffle and world == 1 and len(dataset) % batch_size == 1)
 
     @property
     def num_samples(self) -> int:
@@ -163,7 +170,7 @@ def folder_classes(root: Optional[str]) -> list[str]:
 def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_size: int, split: Split,
                       seed: int, device: torch.device, num_workers: int = 2,
                       train_transform: Optional[Callable] = None, limit_train_batches: Optional[int] = None,
-                      channels_last: bool = False, stats_images: int = 500):
+                      channels_last: bool = False, stats_images: int = 500, shard: tuple[int, int] = (0, 1)):
     """Loaders over the image folders in `root` (see the module docstring); returns a `Data`."""
     from dlcourse.data import Data  # the package imports this module
 
@@ -202,9 +209,17 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
 
     normalize = Normalize(*_channel_stats(train_eval, train_idx, num_workers, stats_images), device)
     common = dict(device=device, normalize=normalize, num_workers=num_workers, channels_last=channels_last)
-    train = FolderLoader(train_set, train_labels, batch_size, shuffle=True,
+    train = FolderLoader(train_set, train_labels, batch_size, shuffle=True, shard=shard,
                          generator=torch.Generator().manual_seed(seed), limit_batches=limit_train_batches,
                          **common)
-    val = FolderLoader(val_set, val_labels, eval_batch_size, **common) if val_set is not None else None
-    test = val if test_set is val_set else FolderLoader(test_set, test_labels, eval_batch_size, **common)
+    rank, world = shard
+
+    def evaluated(dataset, labels):  # data-parallel: every world-th image, the sums are combined
+        if world == 1:
+            return dataset, labels
+        return Subset(dataset, list(range(rank, len(dataset), world))), labels[rank::world]
+
+    val = FolderLoader(*evaluated(val_set, val_labels), eval_batch_size, **common) if val_set is not None else None
+    test = (val if test_set is val_set else
+            FolderLoader(*evaluated(test_set, test_labels), eval_batch_size, **common))
     return Data(train, val, test, (3, image_size, image_size), list(classes), normalize)

@@ -48,7 +48,7 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  device: torch.device, normalize: Normalize, shuffle: bool = False,
                  generator: Optional[torch.Generator] = None, transform: Optional[Transform] = None,
-                 limit_batches: Optional[int] = None, channels_last: bool = False):
+                 limit_batches: Optional[int] = None, channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images, self.labels = images, labels
@@ -60,6 +60,9 @@ class TensorLoader:
         self.transform = transform
         self.limit_batches = limit_batches
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # data-parallel training: `batch_size` is the global batch, this process takes its
+        # `shard` = (rank, world) of each (strided); partial last batches are dropped
+        self.rank, self.world = shard
 
     @property
     def num_samples(self) -> int:
@@ -68,6 +71,8 @@ class TensorLoader:
     def __len__(self) -> int:
         n = self.num_samples // self.batch_size
         rest = self.num_samples % self.batch_size
+        if self.world > 1:
+            rest = 0
         # a last batch of one sample is dropped when shuffling: batch norm cannot train on it
         if rest > 1 or (rest == 1 and not self.shuffle):
             n += 1
@@ -82,7 +87,7 @@ class TensorLoader:
             if order is None:
                 x, y = self.images[b * bs:(b + 1) * bs], self.labels[b * bs:(b + 1) * bs]
             else:
-                idx = order[b * bs:(b + 1) * bs]
+                idx = order[b * bs:(b + 1) * bs][self.rank::self.world]
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
             x = x.to(self.device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
             y = y.to(self.device, non_blocking=True)
