@@ -132,3 +132,22 @@ def test_optuna_search_completes_and_reports_its_trials(tmp_path):
     best_lr = results["best_params"]["optim.lr"]
     assert f"optim.lr={best_lr}" in report.split("## Best configuration")[1].splitlines()[2]
     assert "hparams_search" not in report.split("## Best configuration")[1].splitlines()[2]
+
+
+@pytest.mark.parametrize("launcher,target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+def test_launcher_configs_compose_into_the_plugins(launcher, target):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import get_class
+
+    from conftest import CONFIGS
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    node = cfg.hydra.launcher
+    assert node._target_.endswith(target) and get_class(node._target_).__name__ == target
+    if launcher == "slurm":
+        assert node.tasks_per_node == 1 and node.timeout_min > 0 and "partition" in node
+    else:
+        assert node.n_jobs == -1  # the plugin's own config: one job per core, one thread each
