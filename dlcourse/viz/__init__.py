@@ -1,0 +1,66 @@
+"""Pictures of what a network learned: first-layer filters, feature maps, attributions (captum),
+Grad-CAM and class-model images — `visualize(run, what)`, behind `scripts/visualize.py RUN WHAT`.
+Each writes `<run>/viz/<what>.png` and the same image into TensorBoard (`<run>/viz/`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from dlcourse.errors import ConfigError
+
+WHAT = ("filters", "features", "saliency", "gradcam", "class_model")
+
+
+def visualize(run_path: Path | str, what: str, images: int = 6, index: int = 0, layer: Optional[str] = None,
+              steps: int = 200, device: str = "cpu") -> tuple[Path, object]:
+    """Draw `what` for the run (a run directory or a checkpoint); returns (PNG path, its numbers)."""
+    from dlcourse.evaluate import load
+    from dlcourse.viz import pictures
+    from dlcourse.viz.common import grid_figure
+
+    if what not in WHAT:
+        raise ConfigError(f"{what!r} is not a picture this tool draws: choose one of {', '.join(WHAT)}.")
+    run = load(run_path, device=device)
+    model, data = run.model, run.data
+    for p in model.parameters():
+        p.requires_grad_(False)  # attributions need gradients of the input only
+    out_dir = run.path.parent.parent / "viz"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{what}.png"
+    shape = tuple(data.image_shape)
+    test = data.test
+    if index >= test.num_samples:
+        raise ConfigError(f"--index {index}: the test split has {test.num_samples} images.")
+    raw = test.images[index:index + images].to(torch.float32).div(255).to(next(model.parameters()).device)
+    x = data.normalize(raw.clone())
+    labels = test.labels[index:index + images]
+    with torch.no_grad():
+        pred = model(x).argmax(1).cpu()
+    titles = [f"true {run.classes[int(t)]}, pred {run.classes[int(p)]}" for t, p in zip(labels, pred)]
+    if what == "filters":
+        result = pictures.filters(model, shape, path)
+    elif what == "features":
+        result = pictures.feature_maps(model, x[0], raw[0], layer, path)
+    elif what == "saliency":
+        result = pictures.saliency(model, x.requires_grad_(), raw, titles, path)
+    elif what == "gradcam":
+        result = pictures.gradcam(model, x.requires_grad_(), raw, titles, path, layer)
+    else:
+        mean, std = data.normalize.mean.flatten().cpu(), data.normalize.std.flatten().cpu()
+        pics, start, end = pictures.class_model(model.cpu(), shape, len(run.classes), mean, std, steps=steps)
+        grid_figure(pics, [f"{c}\np={float(p):.3f}" for c, p in zip(run.classes, end)],
+                    f"class-model images: gradient ascent on each class score ({steps} steps); p = the "
+                    "model's probability for the class", path, cols=min(10, len(pics)), size=1.6)
+        result = {"images": pics, "start": start, "end": end}
+    _to_tensorboard(out_dir, what, path)
+    return path, result
+
+
+def _to_tensorboard(out_dir: Path, what: str, png: Path) -> None:
+    import matplotlib.image as mpimg
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(out_dir)) as writer:
+        writer.add_image(f"viz/{what}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")

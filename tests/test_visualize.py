@@ -1,0 +1,69 @@
+"""Pictures of a trained network: filters, feature maps, saliency, Grad-CAM, class-model images."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, train
+from dlcourse.errors import ConfigError
+from dlcourse.viz import visualize
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("viz") / "lenet"
+    train(run_dir, ["model=lenet", "trainer.max_epochs=3"])
+    return run_dir
+
+
+def test_filters_are_the_first_convolutions_kernels(lenet_run):
+    path, images = visualize(lenet_run, "filters")
+    weights = torch.load(lenet_run / "checkpoints/best.pt", weights_only=True)["model"]["features.0.weight"]
+    assert images.shape == (6, 1, 5, 5)
+    w = weights[:, :1]
+    expected = (w - w.flatten(1).min(1).values.view(-1, 1, 1, 1)) / (
+        w.flatten(1).max(1).values - w.flatten(1).min(1).values).view(-1, 1, 1, 1)
+    torch.testing.assert_close(images, expected)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mlp_filters_are_its_first_units_over_the_image(tmp_path):
+    train(tmp_path / "mlp", ["model.hidden_sizes=[16]", "trainer.max_epochs=1"])
+    _, images = visualize(tmp_path / "mlp", "filters")
+    assert images.shape == (16, 1, 28, 28)
+    with pytest.raises(ConfigError, match="Grad-CAM needs a convolutional model"):
+        visualize(tmp_path / "mlp", "gradcam")
+
+
+def test_feature_maps_of_a_named_layer(lenet_run):
+    _, maps = visualize(lenet_run, "features", layer="features.3")
+    assert maps.shape == (16, 10, 10)
+    with pytest.raises(ConfigError, match="no such layer"):
+        visualize(lenet_run, "features", layer="features.99")
+
+
+def test_saliency_and_gradcam_maps_have_the_input_size_and_are_finite(lenet_run):
+    _, maps = visualize(lenet_run, "saliency", images=4)
+    for m in maps.values():
+        assert m.shape == (4, 1, 28, 28) and torch.isfinite(m).all() and m.sum() > 0
+    path, cam = visualize(lenet_run, "gradcam", images=4)
+    assert cam.shape == (4, 1, 28, 28) and torch.isfinite(cam).all() and (cam >= 0).all()
+    assert path.name == "gradcam.png" and path.parent.name == "viz"
+
+
+def test_class_model_images_raise_their_class_score(lenet_run):
+    _, result = visualize(lenet_run, "class_model", steps=60)
+    assert result["images"].shape == (10, 1, 28, 28)
+    assert result["end"].min() > 0.9 and (result["end"] - result["start"]).min() > 0.5
+
+
+def test_script_draws_and_names_its_choices(lenet_run):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/visualize.py"), str(lenet_run), "filters"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "viz/filters.png" in out.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts/visualize.py"), str(lenet_run), "gradcam", "--layer",
+                          "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--layer nope" in bad.stderr and "features.0, features.3" in bad.stderr
