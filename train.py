@@ -17,4 +17,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    # `lr_find=true` (a switch with keys of its own) is short for lr_find.enabled=true
+    sys.argv = [f"lr_find.enabled={a.split('=', 1)[1]}" if a.startswith("lr_find=") else a for a in sys.argv]
     sys.exit(main())

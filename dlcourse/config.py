@@ -83,6 +83,21 @@ class RegularizationConfig:
 
 
 @dataclass
+class LRFindConfig:
+    """LR range test before training (Smith, 2015; fastai's lr_find): `lr_find=true` is short for
+    `lr_find.enabled=true` (train.py)."""
+
+    enabled: bool = False
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    num_steps: int = 100  # training steps, the LR growing exponentially from start_lr to end_lr
+    smoothing: float = 0.98  # exponential moving average of the loss (debiased)
+    diverge_factor: float = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
+    suggestion: str = "steepest"  # steepest | min_div10: what apply=true trains with
+    apply: bool = False  # false: stop after the test; true: then train with the suggested LR
+
+
+@dataclass
 class CVConfig:
     folds: Optional[int] = None  # k-fold cross-validation of the training pool; null = off (hold-out)
     fold: Optional[int] = None  # null = every fold in this job (fold_<i>/); i = only fold i
@@ -104,12 +119,28 @@ class TrainConfig:
     augment: AugmentOptions = field(default_factory=AugmentOptions)  # dlcourse/data/augment/options.py
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     cv: CVConfig = field(default_factory=CVConfig)
+    lr_find: LRFindConfig = field(default_factory=LRFindConfig)
 
 
 def path_safe(text: str, limit: int = 120) -> str:
     """`text` usable as one folder name (sweep job directories are named by their overrides)."""
     safe = text.replace("/", "-").replace("\\", "-")
     return safe if len(safe) <= limit else safe[:limit - 3] + "..."
+
+
+def compose_config(overrides=(), config_dir=None) -> DictConfig:
+    """The training config that `python train.py OVERRIDES` would run (Hydra's compose API), for
+    scripts that reuse the config groups (benchmarks, the optimizer playground)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    configs = config_dir or Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
 
 
 def register_configs() -> None:

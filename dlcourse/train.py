@@ -174,6 +174,13 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
         optimizer = make_optimizer(cfg, model)
         loss_fn, eval_loss_fn = make_losses(cfg, info.num_classes)
         data, augmentation = make_data(cfg, info, device)
+        if cfg.lr_find.enabled:
+            lr = _find_lr(cfg, model, optimizer, loss_fn, data, augmentation, device, run_dir, overrides,
+                          early_warnings)
+            if not cfg.lr_find.apply:
+                return lr
+            cfg.optim.lr = lr  # the run trains (and records) the suggested learning rate
+            optimizer = make_optimizer(cfg, model)
         forward_model = model
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -200,6 +207,35 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
             raise
         finally:
             logger.close()
+
+
+def _find_lr(cfg: DictConfig, model, optimizer, loss_fn, data, augmentation, device, run_dir: Path,
+             overrides: Optional[list[str]], lines: list[str]) -> float:
+    """The LR range test; writes lr_find.json and figures/lr_find.png; returns the suggestion."""
+    from dlcourse.lr_finder import figure, lr_range_test
+
+    opts = OmegaConf.to_container(cfg.lr_find, resolve=True)
+    if opts["suggestion"] not in ("steepest", "min_div10"):
+        raise ConfigError(f"lr_find.suggestion={opts['suggestion']!r} is not valid: allowed steepest, min_div10.")
+    result = lr_range_test(model, optimizer, loss_fn, data.train, device, str(cfg.trainer.precision),
+                           augmentation.batch_transform, (data.train.generator, augmentation.generator), **opts)
+    chosen = result[opts["suggestion"]]
+    if distributed.is_main():
+        write_hydra_files(cfg, run_dir, overrides)
+        write_metrics(run_dir / "lr_find.json", {**result, "suggestion": opts["suggestion"], "suggested_lr": chosen})
+        figure(result, run_dir / "figures" / "lr_find.png",
+               f"LR range test: {cfg.model.name} on {cfg.dataset.name}, {cfg.optim._target_.rsplit('.', 1)[-1]}, "
+               f"batch {cfg.trainer.batch_size} ({len(result['lrs'])} steps)")
+    summary = (f"LR range test over {len(result['lrs'])} steps ({result['lrs'][0]:.1e} to {result['lrs'][-1]:.1e}): "
+               f"steepest descent at {result['steepest']:.2g}, minimum / 10 = {result['min_div10']:.2g}; "
+               f"{run_dir / 'figures' / 'lr_find.png'}")
+    print(summary, flush=True)
+    lines.append(summary)
+    if not cfg.lr_find.apply:
+        print(f"Train with it: python train.py optim.lr={chosen:.2g} ... (or lr_find=true lr_find.apply=true)", flush=True)
+        if distributed.is_main():
+            (run_dir / "train.log").write_text("\n".join(lines) + "\n")
+    return chosen
 
 
 def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict], ckpt_path, augmentation,

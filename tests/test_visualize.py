@@ -67,3 +67,40 @@ def test_script_draws_and_names_its_choices(lenet_run):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts/visualize.py"), str(lenet_run), "gradcam", "--layer",
                           "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--layer nope" in bad.stderr and "features.0, features.3" in bad.stderr
+
+
+def test_activation_derivatives_match_the_textbook(tmp_path):
+    from dlcourse.viz.activations import curves, figure
+
+    c = curves(["relu", "sigmoid", "tanh"])
+    x, y, dy = c["relu"]
+    assert torch.equal(dy, (x > 0).float())  # the dead zone: no gradient below 0
+    x, y, dy = c["sigmoid"]
+    torch.testing.assert_close(dy, y * (1 - y))
+    assert dy.max() == pytest.approx(0.25, abs=1e-4) and dy[0] < 0.01 and dy[-1] < 0.01  # saturation
+    x, y, dy = c["tanh"]
+    torch.testing.assert_close(dy, 1 - y ** 2)
+    assert figure(tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_playground_sgd_on_the_quadratic_follows_the_closed_form():
+    from dlcourse.viz.playground import SURFACES, run
+
+    results = run({"sgd": (torch.optim.SGD, {})}, "quadratic", steps=5, lr=0.04)
+    points, losses, _ = results["sgd"]
+    x0, y0 = SURFACES["quadratic"].start
+    for t in range(6):  # f = (x^2 + 20 y^2) / 2: x_t = x0 (1 - lr)^t, y_t = y0 (1 - 20 lr)^t
+        assert points[t, 0].item() == pytest.approx(x0 * (1 - 0.04) ** t)
+        assert points[t, 1].item() == pytest.approx(y0 * (1 - 20 * 0.04) ** t)
+    assert losses[0] == pytest.approx(0.5 * (x0 ** 2 + 20 * y0 ** 2))
+
+
+def test_playground_script_uses_the_optim_configs(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/playground.py"), "optim=momentum,adam",
+                          "surface=quadratic", "steps=50", f"out={tmp_path / 'p.png'}"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "momentum" in out.stdout and "adam" in out.stdout and (tmp_path / "p.png").stat().st_size > 10_000
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts/playground.py"), "surface=himmelblau"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "surface='himmelblau' is not known" in bad.stderr

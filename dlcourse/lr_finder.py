@@ -1,0 +1,111 @@
+"""LR range test (Smith, 2015; fastai's `lr_find`): train for a few hundred steps while the learning
+rate grows exponentially, watch the smoothed loss, suggest a learning rate, and put everything
+back as it was. `python train.py lr_find=true ...` (keys: `lr_find.*`, dlcourse/config.py)."""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlcourse.engine import autocast
+from dlcourse.errors import ConfigError
+
+
+def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, loader,
+                  device: torch.device, precision: str = "32", batch_transform: Optional[Callable] = None,
+                  generators: tuple = (), start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
+                  smoothing: float = 0.98, diverge_factor: float = 4.0, **_) -> dict:
+    """The LRs tried, the smoothed losses and the suggestions; model, optimizer and the random
+    generators (global, shuffling, augmentation) are restored afterwards."""
+    if not 0 < start_lr < end_lr or num_steps < 10 or not 0 <= smoothing < 1:
+        raise ConfigError(f"lr_find: start_lr={start_lr}, end_lr={end_lr}, num_steps={num_steps}, "
+                          f"smoothing={smoothing} cannot work: it needs 0 < start_lr < end_lr, num_steps >= 10 "
+                          "and smoothing in [0, 1).")
+    saved_model, saved_optim = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    saved_rng = torch.get_rng_state()
+    saved_gens = [g.get_state() if g is not None else None for g in generators]
+    base = [g["lr"] for g in optimizer.param_groups]  # per-group ratios are kept
+    factor = (end_lr / start_lr) ** (1 / (num_steps - 1))
+    lrs, losses, smoothed = [], [], []
+    avg, best = 0.0, math.inf
+    model.train()
+    try:
+        batches = itertools.chain.from_iterable(itertools.repeat(loader))  # as many epochs as it takes
+        for step, (x, y) in zip(range(num_steps), batches):
+            lr = start_lr * factor ** step
+            for g, b in zip(optimizer.param_groups, base):
+                g["lr"] = lr * b / base[0]
+            targets = y
+            if batch_transform is not None:
+                x, targets = batch_transform(x, y)
+            with autocast(device, precision):
+                loss = loss_fn(model(x), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = float(loss.detach())
+            avg = smoothing * avg + (1 - smoothing) * value
+            debiased = avg / (1 - smoothing ** (step + 1))
+            lrs.append(lr)
+            losses.append(value)
+            smoothed.append(debiased)
+            if not math.isfinite(debiased) or (step > 5 and debiased > diverge_factor * best):
+                break
+            best = min(best, debiased)
+    finally:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optim)
+        torch.set_rng_state(saved_rng)
+        for g, s in zip(generators, saved_gens):
+            if g is not None:
+                g.set_state(s)
+    return {"lrs": lrs, "losses": losses, "smoothed": smoothed, **suggestions(lrs, smoothed)}
+
+
+def suggestions(lrs: list[float], smoothed: list[float]) -> dict:
+    """The LR of the steepest descent of the smoothed loss (per log10 of the LR), and the LR of its
+    minimum divided by 10 (fastai's two suggestions)."""
+    values = np.array(smoothed, dtype=float)
+    finite = np.isfinite(values)
+    lrs_arr, values = np.array(lrs)[finite], values[finite]
+    if len(values) < 5:
+        raise ConfigError(f"lr_find: the loss diverged after {len(values)} steps; lower lr_find.start_lr.")
+    lowest = int(values.argmin())
+    slope = np.gradient(values, np.log10(lrs_arr))
+    skip = max(1, len(values) // 10)  # the first steps barely move
+    window = slope[skip:max(lowest, skip + 1)]
+    steepest = skip + int(window.argmin()) if len(window) else lowest
+    return {"steepest": float(lrs_arr[steepest]), "min_div10": float(lrs_arr[lowest] / 10),
+            "lowest_loss_lr": float(lrs_arr[lowest])}
+
+
+def figure(result: dict, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(result["lrs"], result["losses"], color="C0", alpha=0.25, lw=1, label="loss per step")
+    ax.plot(result["lrs"], result["smoothed"], color="C0", lw=2, label="smoothed loss")
+    low, high = np.nanmin(result["smoothed"]), np.nanmax(result["smoothed"][:max(1, len(result["smoothed"]) // 2)])
+    ax.set_ylim(low - 0.1 * (high - low + 1e-9), high + 0.5 * (high - low + 1e-9))
+    for key, color, label in (("steepest", "C3", "steepest descent"), ("min_div10", "C2", "minimum / 10")):
+        ax.axvline(result[key], color=color, ls="--", label=f"{label}: {result[key]:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
