@@ -104,3 +104,14 @@ def test_playground_script_uses_the_optim_configs(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts/playground.py"), "surface=himmelblau"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "surface='himmelblau' is not known" in bad.stderr
+
+
+@pytest.mark.parametrize("model", ["alexnet", "vgg11", "resnet18"])
+def test_filters_and_gradcam_work_for_the_conv_models_of_the_zoo(tmp_path, model):
+    train(tmp_path / model, [f"model={model}", "dataset=synthetic", "dataset.image_shape=[3,32,32]",
+                             "dataset.size=64", "trainer.batch_size=16", "trainer.max_epochs=1",
+                             "trainer.limit_train_batches=1"])
+    _, images = visualize(tmp_path / model, "filters")
+    assert images.shape[1] == 3  # RGB kernels, drawn in colour
+    _, cam = visualize(tmp_path / model, "gradcam", images=2)
+    assert cam.shape == (2, 1, 32, 32) and torch.isfinite(cam).all()
