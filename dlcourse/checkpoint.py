@@ -59,7 +59,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
                 "executed. Only load checkpoints written by dlcourse, or from a source you trust.") from None
         raise CheckpointError(f"Cannot read checkpoint {path}: it is not a PyTorch checkpoint. Use a "
                               "file written by dlcourse (checkpoints/last.pt or best.pt).") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # torch.load fails in many ways on damaged bytes (IndexError, RuntimeError, ...)
         first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"Cannot read checkpoint {path} ({first}). The file is truncated or not "
                               "a PyTorch checkpoint; use another one (checkpoints/best.pt or last.pt).") from None

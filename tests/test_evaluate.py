@@ -86,11 +86,14 @@ def run_script(name, *args):
                           text=True, timeout=120)
 
 
-def test_scripts_print_a_report_and_refuse_tampered_checkpoints(trained, tmp_path):
+def test_scripts_print_a_report_and_refuse_tampered_checkpoints(trained, tmp_path, capsys, monkeypatch):
     run_dir, metrics = trained
-    out = run_script("evaluate.py", run_dir, "--split", "test")
-    assert out.returncode == 0, out.stderr
-    assert f"acc {metrics['test/acc']:.4f}" in out.stdout and "precision" in out.stdout
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from evaluate import main
+
+    assert main([str(run_dir), "--split", "test"]) == 0
+    printed = capsys.readouterr().out
+    assert f"acc {metrics['test/acc']:.4f}" in printed and "precision" in printed
     ckpt = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     ckpt["model"] = {k: v[..., :1] if v.ndim > 1 else v for k, v in ckpt["model"].items()}  # wrong shapes
     torch.save(ckpt, tmp_path / "tampered.pt")
@@ -100,5 +103,4 @@ def test_scripts_print_a_report_and_refuse_tampered_checkpoints(trained, tmp_pat
     torch.save(ckpt, tmp_path / "old.pt")
     old = run_script("predict.py", tmp_path / "old.pt", tmp_path / "old.pt")
     assert old.returncode == 2 and "no stored config" in old.stderr
-    missing = run_script("evaluate.py", tmp_path / "nowhere")
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert main([str(tmp_path / "nowhere")]) == 2 and "does not exist" in capsys.readouterr().err

@@ -52,12 +52,14 @@ def test_suggestions_on_a_known_curve():
     assert s["min_div10"] == pytest.approx(s["lowest_loss_lr"] / 10) and 5e-3 < s["lowest_loss_lr"] < 2e-2
 
 
-def test_lr_find_then_stop_or_train_with_the_suggestion(tmp_path):
-    out = cli(["lr_find=true", "lr_find.num_steps=30", f"hydra.run.dir={tmp_path}/find"])
-    assert out.returncode == 0, out.stderr
+def test_lr_find_then_stop_or_train_with_the_suggestion(tmp_path, capsys):
+    from dlcourse.train import run
+
+    suggested_lr = run(compose_config(["lr_find.enabled=true", "lr_find.num_steps=30"]), tmp_path / "find")
     found = json.loads((tmp_path / "find" / "lr_find.json").read_text())
+    assert found["suggested_lr"] == suggested_lr == found["steepest"]
     assert (tmp_path / "find" / "figures" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (tmp_path / "find" / "checkpoints").exists() and "Train with it" in out.stdout
+    assert not (tmp_path / "find" / "checkpoints").exists() and "Train with it" in capsys.readouterr().out
     applied = cli(["lr_find=true", "lr_find.apply=true", "lr_find.num_steps=30", "trainer.max_epochs=1",
                    f"hydra.run.dir={tmp_path}/apply"])
     assert applied.returncode == 0, applied.stderr

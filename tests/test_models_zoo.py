@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dlcourse.errors import ConfigError
-from dlcourse.models import MODELS, build_model
+from dlcourse.models import builder, build_model
 
 ZOO = ["alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50"]
 VGGS = ["vgg11", "vgg13", "vgg16", "vgg19"]
@@ -25,7 +25,7 @@ def config_options(name: str) -> dict:
 def on_meta(name: str, input_shape, num_classes: int = 1000, **options) -> nn.Module:
     """Build without allocating or initialising weights: for checks of structure only."""
     with torch.device("meta"):
-        return MODELS[name](input_shape, num_classes, **options)
+        return builder(name)(input_shape, num_classes, **options)
 
 
 def shapes(model: nn.Module) -> dict:
@@ -63,7 +63,7 @@ def test_imagenet_variant_is_torchvision(name, batch_norm):
 def test_torchvision_weights_load_and_compute_the_same(name):
     torch.manual_seed(0)
     reference = getattr(torchvision.models, name)(weights=None).eval()
-    model = MODELS[name]((3, 224, 224), 1000)
+    model = builder(name)((3, 224, 224), 1000)
     model.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(1, 3, 64, 64)  # the ImageNet variant takes 64 px too; cheaper than 224
     with torch.no_grad():
@@ -154,7 +154,7 @@ def test_activation_option(name, layers, shape):
 
 
 def test_resnet_zero_init_residual():
-    model = MODELS["resnet18"]((3, 32, 32), 10, zero_init_residual=True)
+    model = builder("resnet18")((3, 32, 32), 10, zero_init_residual=True)
     assert all(torch.count_nonzero(block.bn2.weight) == 0 for block in model.modules()
                if isinstance(block, torchvision.models.resnet.BasicBlock))
     assert model.activation == "relu"

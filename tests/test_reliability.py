@@ -210,3 +210,13 @@ def test_sigterm_saves_and_explains_how_to_resume(tmp_path, sig):
     assert "Traceback" not in stderr
     state = load(run_dir / "checkpoints" / "last.pt")["state"]
     assert 1 <= state["epoch"] < 200
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_any_damaged_bytes_give_a_checkpoint_error(tmp_path, seed):
+    import random
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(random.Random(seed).randbytes(4096))  # some of these made torch raise IndexError
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load(junk)

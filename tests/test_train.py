@@ -7,7 +7,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import cli, needs_fashion_mnist, recompute_test_metrics, train
+from conftest import cli, compose_config, needs_fashion_mnist, recompute_test_metrics, train
 
 METRICS_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs_run", "train/images_per_s", "wall_time_s"}
 
@@ -45,8 +45,10 @@ def test_run_directory_holds_metrics_tensorboard_and_checkpoints(run_dir):
 def test_tensorboard_hparams_name_the_command_line_keys_and_point_at_logged_scalars(tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    out = cli(["optim=sgd", "optim.lr=0.05", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}/run"])
-    assert out.returncode == 0, out.stderr
+    from dlcourse.train import run
+
+    overrides = ["optim=sgd", "optim.lr=0.05", "trainer.max_epochs=2"]
+    run(compose_config(overrides), tmp_path / "run", overrides)
     acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
     acc.Reload()
     content = acc.PluginTagToContent("hparams")

@@ -1,8 +1,6 @@
 """Pictures of a trained network: filters, feature maps, saliency, Grad-CAM, class-model images."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -60,13 +58,14 @@ def test_class_model_images_raise_their_class_score(lenet_run):
     assert result["end"].min() > 0.9 and (result["end"] - result["start"]).min() > 0.5
 
 
-def test_script_draws_and_names_its_choices(lenet_run):
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/visualize.py"), str(lenet_run), "filters"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "viz/filters.png" in out.stdout
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts/visualize.py"), str(lenet_run), "gradcam", "--layer",
-                          "nope"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "--layer nope" in bad.stderr and "features.0, features.3" in bad.stderr
+def test_script_draws_and_names_its_choices(lenet_run, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from visualize import main
+
+    assert main([str(lenet_run), "filters"]) == 0 and "viz/filters.png" in capsys.readouterr().out
+    assert main([str(lenet_run), "gradcam", "--layer", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--layer nope" in err and "features.0, features.3" in err
 
 
 def test_activation_derivatives_match_the_textbook(tmp_path):
@@ -95,15 +94,15 @@ def test_playground_sgd_on_the_quadratic_follows_the_closed_form():
     assert losses[0] == pytest.approx(0.5 * (x0 ** 2 + 20 * y0 ** 2))
 
 
-def test_playground_script_uses_the_optim_configs(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/playground.py"), "optim=momentum,adam",
-                          "surface=quadratic", "steps=50", f"out={tmp_path / 'p.png'}"], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "momentum" in out.stdout and "adam" in out.stdout and (tmp_path / "p.png").stat().st_size > 10_000
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts/playground.py"), "surface=himmelblau"],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "surface='himmelblau' is not known" in bad.stderr
+def test_playground_script_uses_the_optim_configs(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from playground import main
+
+    assert main(["optim=momentum,adam", "surface=quadratic", "steps=50", f"out={tmp_path / 'p.png'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "momentum" in printed and "adam" in printed and (tmp_path / "p.png").stat().st_size > 10_000
+    assert main(["surface=himmelblau"]) == 2
+    assert "surface='himmelblau' is not known" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model", ["alexnet", "vgg11", "resnet18"])

@@ -1,6 +1,7 @@
 """Model zoo: `build_model(name, input_shape, num_classes, **options)`."""
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Callable
 
@@ -8,25 +9,28 @@ import torch
 from torch import nn
 
 from dlcourse.errors import ConfigError
-from dlcourse.models.alexnet import alexnet
-from dlcourse.models.lenet import lenet
-from dlcourse.models.mlp import mlp
-from dlcourse.models.resnet import resnet18, resnet34, resnet50
-from dlcourse.models.vgg import vgg11, vgg13, vgg16, vgg19
 
-# name -> builder(input_shape, num_classes, **options)
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": mlp,
-    "lenet": lenet,
-    "alexnet": alexnet,
-    "vgg11": vgg11,
-    "vgg13": vgg13,
-    "vgg16": vgg16,
-    "vgg19": vgg19,
-    "resnet18": resnet18,
-    "resnet34": resnet34,
-    "resnet50": resnet50,
+# name -> the module of its builder(input_shape, num_classes, **options), imported when first used:
+# the big models sit on torchvision, which a run of the MLP or LeNet-5 need not import.
+MODELS: dict[str, str] = {
+    "mlp": "mlp",
+    "lenet": "lenet",
+    "alexnet": "alexnet",
+    "vgg11": "vgg",
+    "vgg13": "vgg",
+    "vgg16": "vgg",
+    "vgg19": "vgg",
+    "resnet18": "resnet",
+    "resnet34": "resnet",
+    "resnet50": "resnet",
 }
+
+
+def builder(name: str) -> Callable[..., nn.Module]:
+    """The builder function of model `name`."""
+    if name not in MODELS:
+        raise ConfigError(f"model.name={name!r} is not known: choose one of {', '.join(MODELS)}.")
+    return getattr(importlib.import_module(f"dlcourse.models.{MODELS[name]}"), name)
 
 
 def check_forward(model: nn.Module, input_shape: tuple[int, int, int], name: str) -> None:
@@ -55,10 +59,9 @@ def check_forward(model: nn.Module, input_shape: tuple[int, int, int], name: str
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> nn.Module:
     """Instantiate model `name` for images of `input_shape` = (C, H, W) and `num_classes` outputs."""
-    if name not in MODELS:
-        raise ConfigError(f"model.name={name!r} is not known: choose one of {', '.join(MODELS)}.")
+    make = builder(name)
     try:
-        model = MODELS[name](tuple(input_shape), num_classes, **options)
+        model = make(tuple(input_shape), num_classes, **options)
     except TypeError as e:
         bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
         if not bad:
