@@ -147,8 +147,10 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
     # an Optuna study's direction from the monitored metric (configs/hparams_search/)
+    from dlcourse.engine import lower_is_better
+
     OmegaConf.register_new_resolver("monitor_direction",
-                                    lambda monitor: "minimize" if "loss" in monitor else "maximize", replace=True)
+                                    lambda monitor: "minimize" if lower_is_better(monitor) else "maximize", replace=True)
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:

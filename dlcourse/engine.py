@@ -27,6 +27,12 @@ from dlcourse.schedules import Schedule
 TOP5_MIN_CLASSES = 10  # top-5 accuracy is logged for datasets with at least this many classes
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is better (losses and errors) — the one rule for best.pt,
+    early stopping, the plateau schedule, sweep reports and searches."""
+    return any(word in metric for word in ("loss", "mse", "mae"))
+
+
 def monitorable_metrics(num_classes: int, has_val: bool) -> list[str]:
     """The per-epoch metrics a run logs that `trainer.monitor` can follow."""
     names = ["train/loss", "train/acc"]
@@ -52,7 +58,7 @@ class Settings:
 
     @property
     def mode(self) -> str:
-        return "min" if "loss" in self.monitor else "max"
+        return "min" if lower_is_better(self.monitor) else "max"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dlcourse.engine import lower_is_better
 from dlcourse.reports.jobs import REPEATS, Job, swept_keys
 
 SUMMED = ("test/acc", "test/loss", "test/acc5", "test/mse", "test/mae", "test/r2", "best_epoch",
@@ -35,7 +36,7 @@ def configuration(job: Job, keys: list[str]) -> str:
 
 def summarize(jobs: list[Job]) -> Summary:
     monitor = monitor_of(jobs)
-    higher = "loss" not in monitor and "mse" not in monitor and "mae" not in monitor
+    higher = not lower_is_better(monitor)
     swept = swept_keys(jobs)
     keys = [k for k in swept if k not in REPEATS]
     repeats = [k for k in swept if k in REPEATS]
