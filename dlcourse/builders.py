@@ -13,16 +13,18 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import distributed
-from dlcourse.data import (FILE_DATASETS, Data, DatasetInfo, Split, build_data, build_folder_data, describe_dataset,
+from dlcourse.data import (FILE_DATASETS, TOY_DATASETS, Data, DatasetInfo, Split, build_data, build_folder_data, describe_dataset,
                            read_dataset)
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
-from dlcourse.engine import Settings, monitorable_metrics
+from dlcourse.data.augment.options import OFF
+from dlcourse.engine import Settings
 from dlcourse.errors import ConfigError
 from dlcourse.init import init_weights
 from dlcourse.losses import build_loss
 from dlcourse.models import build_model
 from dlcourse.optim import build_optimizer
 from dlcourse.schedules import Schedule, build_schedule, make_plan
+from dlcourse.tasks import Task, make_task
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,38 @@ def select_device(name: str) -> torch.device:
 def dataset_info(cfg: DictConfig) -> DatasetInfo:
     d = cfg.dataset
     return describe_dataset(d.name, root=d.root, image_shape=d.image_shape, num_classes=d.num_classes,
-                            image_size=d.image_size)
+                            image_size=d.image_size, arms=d.arms)
 
 
-def check_monitor(cfg: DictConfig, info: DatasetInfo) -> None:
-    """`trainer.monitor` must name a metric this run logs."""
+def _has_val(cfg: DictConfig) -> bool:
     d = cfg.dataset
-    has_val = d.val_split > 0 or (d.name in FILE_DATASETS and (Path(d.root) / "val").is_dir())
-    valid = monitorable_metrics(info.num_classes, has_val)
+    return d.val_split > 0 or cfg.cv.folds is not None or (d.name in FILE_DATASETS and (Path(d.root) / "val").is_dir())
+
+
+def resolve_task(cfg: DictConfig, info: DatasetInfo) -> Task:
+    """The run's task (`task`, or the dataset's own), with the `auto` choices made in `cfg`: `task`,
+    `loss.name` (the task's loss; the perceptron rule for model=perceptron) and `trainer.monitor`."""
+    task = make_task(info.task, info.num_classes, cfg.task, cfg.dataset.name)
+    cfg.task = task.name
+    if cfg.loss.name == "auto":
+        cfg.loss.name = "perceptron" if cfg.model.name == "perceptron" and task.name == "binary" else task.default_loss
+    if cfg.trainer.monitor == "auto":
+        cfg.trainer.monitor = task.default_monitor(_has_val(cfg))
+    mixing = [f"augment.{k}={cfg.augment.get(k)}" for k in ("mixup_alpha", "cutmix_alpha") if cfg.augment.get(k)]
+    if mixing and task.name != "classification":
+        raise ConfigError(f"{' and '.join(mixing)} mixes class probabilities, which a {task.name} task does not "
+                          "have. Set augment.mixup_alpha=0 augment.cutmix_alpha=0 (or task=classification).")
+    image_ops = [f"augment.{k}={v}" for k, v in cfg.augment.items() if v not in (None, OFF[k], float(OFF[k] or 0))]
+    if len(info.image_shape) != 3 and image_ops:
+        raise ConfigError(f"{', '.join(image_ops)}: augmentation transforms images, and dataset={cfg.dataset.name} "
+                          f"holds vectors of {info.image_shape[0]} features. Use augment=none.")
+    return task
+
+
+def check_monitor(cfg: DictConfig, task: Task) -> None:
+    """`trainer.monitor` must name a metric this run logs."""
+    has_val = _has_val(cfg)
+    valid = task.monitorable(has_val)
     if cfg.trainer.monitor not in valid:
         why = ("" if has_val or not cfg.trainer.monitor.startswith("val/")
                else " (there is no validation split: dataset.val_split=0)")
@@ -58,11 +84,11 @@ def check_monitor(cfg: DictConfig, info: DatasetInfo) -> None:
                           f"names here: {', '.join(valid)}. Set e.g. trainer.monitor={valid[-1]}.")
 
 
-def make_model(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple[torch.nn.Module, str]:
-    """The configured model, initialised, on `device`."""
+def make_model(cfg: DictConfig, info: DatasetInfo, device: torch.device, task: Task) -> tuple[torch.nn.Module, str]:
+    """The configured model with the task's outputs, initialised, on `device`."""
     options = OmegaConf.to_container(cfg.model, resolve=True)
     name = options.pop("name")
-    model = build_model(name, info.image_shape, info.num_classes, **options)
+    model = build_model(name, info.image_shape, task.num_outputs, **options)
     init_weights(model, cfg.init.name, gain=cfg.init.gain, std=cfg.init.std)
     model.to(device)
     if cfg.trainer.channels_last:
@@ -92,10 +118,10 @@ def make_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_e
     return build_schedule(optimizer, name, steps_per_epoch, cfg.trainer.max_epochs, mode=mode, **options)
 
 
-def make_losses(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+def make_losses(cfg: DictConfig, task: Task) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The training criterion and the one for validation and test (without label smoothing)."""
-    return (build_loss(cfg.loss.name, num_classes, cfg.loss.label_smoothing),
-            build_loss(cfg.loss.name, num_classes, 0.0))
+    return (build_loss(cfg.loss.name, task.num_classes, cfg.loss.label_smoothing, task.name),
+            build_loss(cfg.loss.name, task.num_classes, 0.0, task.name))
 
 
 def make_settings(cfg: DictConfig) -> Settings:
@@ -103,7 +129,8 @@ def make_settings(cfg: DictConfig) -> Settings:
     return Settings(max_epochs=t.max_epochs, monitor=t.monitor, patience=t.early_stopping.patience,
                     min_delta=t.early_stopping.min_delta, precision=str(t.precision),
                     log_every_n_steps=t.log_every_n_steps, l1=r.l1, clip_grad_norm=r.clip_grad_norm,
-                    clip_grad_value=r.clip_grad_value, agc=r.agc)
+                    clip_grad_value=r.clip_grad_value, agc=r.agc, val_every_n_epochs=t.val_every_n_epochs,
+                    checkpoint_every_n_epochs=t.checkpoint_every_n_epochs)
 
 
 def make_split(cfg: DictConfig) -> Split:
@@ -112,6 +139,15 @@ def make_split(cfg: DictConfig) -> Split:
     if cv.folds is None:
         return Split(d.val_split, d.split_seed)
     return Split(d.val_split, cv.seed, folds=cv.folds, fold=cv.fold or 0, stratified=cv.stratified)
+
+
+def toy_options(cfg: DictConfig) -> dict:
+    """The options of a toy set (dlcourse/data/toy.py); generated from dataset.split_seed."""
+    d = cfg.dataset
+    if d.name not in TOY_DATASETS:
+        return {}
+    return dict(n_samples=d.n_samples, noise=d.noise, replicas=d.replicas, arms=d.arms,
+                x_range=tuple(d.x_range), function=d.function, seed=d.split_seed)
 
 
 def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple[Data, Augmentation]:
@@ -133,7 +169,7 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple
     else:
         dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
                                image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
-                               image_size=d.image_size)
+                               image_size=d.image_size, toy=toy_options(cfg))
         data = build_data(dataset, subset=d.subset, train_transform=augmentation.transform, **common)
     if (tuple(data.image_shape), data.num_classes) != (tuple(info.image_shape), info.num_classes):
         raise RuntimeError(f"dataset {d.name}: read {data.image_shape} x {data.num_classes} classes, "
@@ -143,6 +179,26 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple
                           f"(dataset.val_split={d.val_split}). Set dataset.val_split>0 or monitor a training "
                           "metric (trainer.monitor=train/loss).")
     return data, augmentation
+
+
+def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str) -> list:
+    """Diagnostics (`diagnostics.*`) and the run's figures (`figures.*`); imported only when on."""
+    callbacks, diagnostics = [], None
+    g = cfg.diagnostics
+    if g.weight_norms or g.activations or g.gradients or g.histograms:
+        from dlcourse.diagnostics import Diagnostics
+
+        diagnostics = Diagnostics(g.weight_norms, g.activations, g.gradients, g.histograms, g.every_n_steps)
+        callbacks.append(diagnostics)
+    if cfg.figures.enabled:
+        from dlcourse.data.toy import target_function
+        from dlcourse.viz.run_figures import RunFigures
+
+        d = cfg.dataset
+        title = f"{model_name} on {d.name}, {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr:g}"
+        target = target_function(d.name, d.function, d.x_range) if d.name in TOY_DATASETS else None
+        callbacks.append(RunFigures(run_dir, title, cfg.figures.every_n_epochs, diagnostics, target))
+    return callbacks
 
 
 def compile_model(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:

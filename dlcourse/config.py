@@ -30,12 +30,12 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainerConfig:
     max_epochs: int = 10
-    batch_size: int = 128
+    batch_size: Optional[int] = 128  # null = the whole training set (full-batch gradient descent)
     eval_batch_size: int = 1024
     device: str = "auto"
     precision: str = "32"
     limit_train_batches: Optional[int] = None
-    monitor: str = "val/acc"
+    monitor: str = "auto"  # auto = the task's: val/acc (val/loss for regression; train/* without a validation split)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     deterministic: bool = False
     channels_last: bool = False
@@ -43,6 +43,8 @@ class TrainerConfig:
     strategy: str = "auto"  # auto (one process) | ddp (data-parallel over the processes torchrun starts)
     log_every_n_steps: int = 50
     progress_bar: bool = True
+    val_every_n_epochs: int = 1  # validate (and print the epoch line) every N epochs and after the last
+    checkpoint_every_n_epochs: int = 1  # write last.pt and history.csv every N epochs and after the last
 
 
 @dataclass
@@ -58,6 +60,13 @@ class DatasetConfig:
     size: Optional[int] = None  # synthetic: number of training images
     image_size: Optional[int] = None  # digits: side the 8x8 images are resized to; imagefolder: input side
     num_workers: int = 2  # file datasets (DataLoader workers)
+    # toy sets (dlcourse/data/toy.py); generated from split_seed, so every training seed sees the same data
+    n_samples: Optional[int] = None  # training pool size (null: the set's own default)
+    noise: float = 0.0  # std of Gaussian noise on the inputs (classification sets) or the targets (regression)
+    replicas: int = 1  # logic gates: copies of each of the 4 corners (with noise: a cloud around each)
+    arms: int = 2  # spiral: number of arms (= classes)
+    x_range: List[float] = field(default_factory=lambda: [-3.14159265, 3.14159265])  # sine, function: input interval
+    function: str = "sin(x)"  # function: y = f(x), numpy names (sin, cos, exp, abs, tanh, sqrt, pi, ...)
 
 
 @dataclass
@@ -106,9 +115,29 @@ class CVConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Per-layer statistics (dlcourse/diagnostics.py), off by default: `diagnostics=full`."""
+
+    weight_norms: bool = False  # ||w|| of each layer and the total, each epoch
+    activations: bool = False  # mean/std and dead-unit fraction of each activation's output (forward hooks)
+    gradients: bool = False  # gradient norm of each layer's weights
+    histograms: bool = False  # weight and gradient histograms in TensorBoard, each epoch
+    every_n_steps: int = 10  # activation and gradient statistics are sampled every N optimizer steps
+
+
+@dataclass
+class FiguresConfig:
+    """PNG figures of the run in figures/ (dlcourse/viz/course.py), also logged to TensorBoard."""
+
+    enabled: bool = True
+    every_n_epochs: Optional[int] = None  # 2-D inputs: the decision boundary into TensorBoard every N epochs
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     resume: Any = None  # null | true | path to a checkpoint
+    task: Optional[str] = None  # classification | binary | regression; null = the dataset's own (dlcourse/tasks.py)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: Any = MISSING  # {name: ..., <the builder's keyword arguments>}
@@ -120,6 +149,8 @@ class TrainConfig:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     cv: CVConfig = field(default_factory=CVConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
 
 
 def path_safe(text: str, limit: int = 120) -> str:
@@ -147,7 +178,7 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
     # an Optuna study's direction from the monitored metric (configs/hparams_search/)
-    from dlcourse.engine import lower_is_better
+    from dlcourse.tasks import lower_is_better
 
     OmegaConf.register_new_resolver("monitor_direction",
                                     lambda monitor: "minimize" if lower_is_better(monitor) else "maximize", replace=True)
@@ -163,7 +194,10 @@ def validate(cfg: DictConfig) -> None:
     """Range checks that types cannot express; raises ConfigError naming the key."""
     t, d, o = cfg.trainer, cfg.dataset, cfg.optim
     _check(t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "it must be an integer >= 1")
-    _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "it must be an integer >= 1")
+    _check(t.batch_size is None or t.batch_size >= 1, "trainer.batch_size", t.batch_size,
+           "it must be an integer >= 1, or null for the whole training set (full batch)")
+    for key in ("val_every_n_epochs", "checkpoint_every_n_epochs"):
+        _check(t[key] >= 1, f"trainer.{key}", t[key], "it must be an integer >= 1")
     _check(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "it must be >= 1")
     _check(t.limit_train_batches is None or t.limit_train_batches >= 1, "trainer.limit_train_batches",
            t.limit_train_batches, "it must be null (all batches) or an integer >= 1")
@@ -207,7 +241,7 @@ def _check_soft_targets(cfg: DictConfig) -> None:
     from dlcourse.losses import SOFT_TARGETS
 
     mixing = [f"augment.{k}={cfg.augment.get(k)}" for k in ("mixup_alpha", "cutmix_alpha") if cfg.augment.get(k)]
-    if mixing and cfg.loss.name not in SOFT_TARGETS:
+    if mixing and cfg.loss.name not in (*SOFT_TARGETS, "auto"):
         raise ConfigError(f"loss={cfg.loss.name} does not combine with {' and '.join(mixing)}: mixup and cutmix "
                           "train on mixed class probabilities, which this loss cannot take. Use a loss that "
                           f"can ({', '.join('loss=' + n for n in SOFT_TARGETS)}), or switch mixing off "
@@ -246,13 +280,13 @@ def check_resume(saved: Optional[dict], cfg: DictConfig, path: str) -> None:
 def _validate_names(cfg: DictConfig) -> None:
     """Names that select code, checked before any data is read."""
     from dlcourse.init import SCHEMES
-    from dlcourse.losses import LOSSES
+    from dlcourse.losses import ALL_LOSSES
     from dlcourse.models import MODELS
     from dlcourse.models.layers import ACTIVATIONS
     from dlcourse.schedules import SCHEDULES
 
     for key, value, allowed in (("model.name", cfg.model.get("name"), MODELS),
                                 ("model.activation", cfg.model.get("activation", "relu"), ACTIVATIONS),
-                                ("init.name", cfg.init.name, SCHEMES), ("loss.name", cfg.loss.name, LOSSES),
+                                ("init.name", cfg.init.name, SCHEMES), ("loss.name", cfg.loss.name, ALL_LOSSES),
                                 ("sched.name", cfg.sched.get("name"), SCHEDULES)):
         _check(value in allowed, key, value, f"allowed: {', '.join(allowed)}")

@@ -77,9 +77,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def local_batch(batch_size: int) -> int:
-    """This process's share of the global `batch_size`."""
+def local_batch(batch_size: Optional[int]) -> Optional[int]:
+    """This process's share of the global `batch_size` (None: the whole training set)."""
     _, world = rank_and_world()
+    if batch_size is None:
+        if world > 1:
+            raise ConfigError("trainer.batch_size=null (full batch) is for one process; with trainer.strategy=ddp "
+                              "give the global batch size as a number.")
+        return None
     if batch_size % world:
         raise ConfigError(f"trainer.batch_size={batch_size} does not divide among {world} processes: it is the "
                           f"global batch. Use a multiple of {world}, e.g. trainer.batch_size={batch_size - batch_size % world or world}.")

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from dlcourse.callbacks import Callback, overrides
 from dlcourse.checkpoint import rng_state, save_atomic, set_rng_state
 from dlcourse import distributed
 from dlcourse.data import Data
@@ -23,23 +24,7 @@ from dlcourse.errors import DivergenceError
 from dlcourse.optim import clip_gradients, l1_penalty
 from dlcourse.runlog import RunLogger
 from dlcourse.schedules import Schedule
-
-TOP5_MIN_CLASSES = 10  # top-5 accuracy is logged for datasets with at least this many classes
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of `metric` is better (losses and errors) — the one rule for best.pt,
-    early stopping, the plateau schedule, sweep reports and searches."""
-    return any(word in metric for word in ("loss", "mse", "mae"))
-
-
-def monitorable_metrics(num_classes: int, has_val: bool) -> list[str]:
-    """The per-epoch metrics a run logs that `trainer.monitor` can follow."""
-    names = ["train/loss", "train/acc"]
-    if has_val:
-        names += ["val/loss", "val/acc"] + (["val/acc5"] if num_classes >= TOP5_MIN_CLASSES else [])
-    return names
-
+from dlcourse.tasks import Classification, Task, lower_is_better
 
 @dataclass
 class Settings:
@@ -55,6 +40,8 @@ class Settings:
     clip_grad_norm: Optional[float] = None
     clip_grad_value: Optional[float] = None
     agc: Optional[float] = None
+    val_every_n_epochs: int = 1
+    checkpoint_every_n_epochs: int = 1
 
     @property
     def mode(self) -> str:
@@ -93,7 +80,8 @@ class Engine:
                  extra_checkpoint: Optional[dict] = None,
                  forward_model: Optional[nn.Module] = None,
                  batch_transform: Optional[Callable] = None,
-                 generators: tuple[Optional[torch.Generator], ...] = ()):
+                 generators: tuple[Optional[torch.Generator], ...] = (), task: Optional[Task] = None,
+                 callbacks: tuple[Callback, ...] = ()):
         self.model = model  # the module whose state is saved
         self.forward = forward_model if forward_model is not None else model  # what runs the batches (torch.compile'd or not)
         self.optimizer, self.schedule, self.loss_fn = optimizer, schedule, loss_fn
@@ -103,6 +91,11 @@ class Engine:
         self.extra = extra_checkpoint or {}
         self.batch_transform = batch_transform  # (x, y) -> (x, targets) for mixup/cutmix
         self.generators = (data.train.generator, *generators)
+        self.task = task if task is not None else Classification(data.num_classes)
+        self.callbacks = list(callbacks)
+        # the per-step hooks, looked up once: a run without callbacks calls none of them
+        self._step_start = [c for c in self.callbacks if overrides(c, "on_step_start")]
+        self._after_backward = [c for c in self.callbacks if overrides(c, "on_after_backward")]
         self.state = TrainState()
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "16-mixed")
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -113,7 +106,10 @@ class Engine:
         self.train_images = 0
 
     # one step and one epoch -----------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns the loss and the task's statistics of the batch (device tensors)."""
+        for c in self._step_start:
+            c.on_step_start(self, step)
         targets = y
         if self.batch_transform is not None:
             x, targets = self.batch_transform(x, y)
@@ -123,18 +119,20 @@ class Engine:
             total = loss + self.s.l1 * l1_penalty(self.model) if self.s.l1 else loss
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        for c in self._after_backward:
+            c.on_after_backward(self, step)
         if self.clipping:
             self.scaler.unscale_(self.optimizer)
             clip_gradients(self.params, self.s.clip_grad_norm, self.s.clip_grad_value, self.s.agc)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.after_batch()
-        return loss.detach(), (out.argmax(1) == y).sum()
+        return loss.detach(), self.task.train_stats(out.detach(), y)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         loader, n_batches, every = self.data.train, len(self.data.train), self.s.log_every_n_steps
         losses = torch.zeros(n_batches, device=self.device)
-        correct = torch.zeros(n_batches, device=self.device, dtype=torch.long)
+        stats = torch.zeros(n_batches, len(self.task.train_keys), device=self.device)
         sizes = []
         self.forward.train()
         self.logger.start_epoch(epoch, self.s.max_epochs, n_batches)
@@ -142,7 +140,7 @@ class Engine:
         for i, (x, y) in enumerate(loader):
             if self.stop_requested:
                 raise Interrupted()
-            losses[i], correct[i] = self.train_step(x, y)
+            losses[i], stats[i] = self.train_step(x, y, self.state.step + i + 1)
             sizes.append(len(y))
             if (i + 1) % every == 0 or i + 1 == n_batches:
                 self._read_interval(epoch, losses, last_read, i + 1)
@@ -150,12 +148,12 @@ class Engine:
         self.state.step += n_batches
         seconds = time.perf_counter() - start
         weights = torch.tensor(sizes, device=self.device, dtype=torch.float32)
-        totals = torch.stack([(losses * weights).sum(), correct.sum().float(), weights.sum()])
-        loss_sum, n_correct, n = distributed.sum_over_processes(totals).tolist()  # every process's share
+        totals = torch.cat([torch.stack([(losses * weights).sum(), weights.sum()]), stats.sum(0)])
+        loss_sum, n, *sums = distributed.sum_over_processes(totals).tolist()  # every process's share
         self.train_seconds += seconds
         self.train_images += n
-        return {"train/loss": loss_sum / n, "train/acc": n_correct / n, "train/images_per_s": n / seconds,
-                "time_s": seconds}
+        return {"train/loss": loss_sum / n, **self.task.metrics(sums, n, "train", train=True),
+                "train/images_per_s": n / seconds, "time_s": seconds}
 
     def _read_interval(self, epoch: int, losses: torch.Tensor, a: int, b: int) -> None:
         """Once per log interval: read the interval's losses (the only sync), check them, log them."""
@@ -178,24 +176,16 @@ class Engine:
     @torch.inference_mode()
     def evaluate(self, loader, prefix: str) -> dict[str, float]:
         self.forward.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        correct5 = torch.zeros((), device=self.device, dtype=torch.long)
-        top5 = self.data.num_classes >= TOP5_MIN_CLASSES
+        loss_sum = torch.zeros(1, device=self.device)
+        sums = 0
         for x, y in loader:
             with autocast(self.device, self.s.precision):
                 out = self.forward(x)
                 loss_sum += self.eval_loss_fn(out, y).float() * len(y)
-            correct += (out.argmax(1) == y).sum()
-            if top5:
-                correct5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
-        totals = torch.stack([loss_sum, correct.float(), correct5.float(),
-                              torch.tensor(float(loader.num_samples), device=self.device)])
-        loss_sum, correct, correct5, n = distributed.sum_over_processes(totals).tolist()
-        metrics = {f"{prefix}/loss": loss_sum / n, f"{prefix}/acc": correct / n}
-        if top5:
-            metrics[f"{prefix}/acc5"] = correct5 / n
-        return metrics
+            sums = sums + self.task.eval_stats(out, y)
+        totals = torch.cat([loss_sum, torch.full((1,), float(loader.num_samples), device=self.device), sums])
+        loss, n, *sums = distributed.sum_over_processes(totals).tolist()
+        return {f"{prefix}/loss": loss / n, **self.task.metrics(sums, n, prefix)}
 
     # the run --------------------------------------------------------------------------------
     def _better(self, value: float, reference: Optional[float], margin: float = 0.0) -> bool:
@@ -213,30 +203,46 @@ class Engine:
         else:
             st.bad_epochs += 1
 
+    def _due(self, epoch: int, every: int) -> bool:
+        return epoch % every == 0 or epoch == self.s.max_epochs
+
     def fit(self) -> TrainState:
+        """Train until max_epochs or early stopping. The monitored metric is tracked (best.pt,
+        early stopping, the plateau schedule) on the epochs that validate: every
+        `val_every_n_epochs` (and the last); training metrics are logged every epoch."""
         st = self.state
+        for c in self.callbacks:
+            c.on_fit_start(self)
         for epoch in range(st.epoch + 1, self.s.max_epochs + 1):
             lr = self.optimizer.param_groups[0]["lr"]
             metrics = self.train_epoch(epoch)
-            if self.data.val is not None:
+            validated = self._due(epoch, self.s.val_every_n_epochs)
+            if validated and self.data.val is not None:
                 metrics.update(self.evaluate(self.data.val, "val"))
             metrics["lr"] = lr
-            value = metrics.get(self.s.monitor, float("nan"))
             st.epoch = epoch
-            self._track(value, epoch)
-            metrics[f"{self.s.monitor}_best"] = st.best  # best so far: the run's curve of its objective
-            self.schedule.after_epoch(value)
+            if validated:
+                value = metrics.get(self.s.monitor, float("nan"))
+                self._track(value, epoch)
+                metrics[f"{self.s.monitor}_best"] = st.best  # best so far: the run's curve of its objective
+                self.schedule.after_epoch(value)
+                st.stopped_early = self.s.patience is not None and st.bad_epochs >= self.s.patience
+            for c in self.callbacks:
+                c.on_epoch_end(self, epoch, metrics)
             st.history.append({"epoch": epoch, **metrics})
-            st.stopped_early = self.s.patience is not None and st.bad_epochs >= self.s.patience
-            self.save("last.pt")
-            if st.best_epoch == epoch:
+            last = st.stopped_early or epoch == self.s.max_epochs
+            if validated and st.best_epoch == epoch:
                 self.save("best.pt")
-            self.logger.end_epoch(epoch, self.s.max_epochs, metrics, st.step)
-            self.logger.history(st.history)
+            if last or self._due(epoch, self.s.checkpoint_every_n_epochs):
+                self.save("last.pt")
+                self.logger.history(st.history)
+            self.logger.end_epoch(epoch, self.s.max_epochs, metrics, st.step, show=validated)
             if st.stopped_early:
                 self.logger.info(f"Early stopping: {self.s.monitor} has not improved for "
-                                 f"{st.bad_epochs} epochs (best {st.best:.4f} at epoch {st.best_epoch}).")
+                                 f"{st.bad_epochs} validations (best {st.best:.4f} at epoch {st.best_epoch}).")
                 break
+        for c in self.callbacks:
+            c.on_fit_end(self)
         return st
 
     # checkpoints ----------------------------------------------------------------------------

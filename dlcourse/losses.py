@@ -1,6 +1,6 @@
-"""Loss functions for classification, by textbook name.
+"""Loss functions by textbook name, for each task (dlcourse/tasks.py).
 
-All take the model's raw outputs (logits) and integer class labels; all but `hinge` also take
+Classification losses all take the model's raw outputs (logits) and integer class labels; all but `hinge` also take
 class probabilities (the soft targets of mixup and cutmix). `mse` and `mae` compare the softmax
 probabilities with one-hot targets (smoothed if `label_smoothing` > 0), the regression view of
 classification that courses contrast with cross-entropy. Label smoothing is a training-time
@@ -44,12 +44,55 @@ class ProbabilityRegression(nn.Module):
         return self.loss(F.softmax(logits, dim=1), onehot)
 
 
-LOSSES = ("cross_entropy", "nll", "mse", "mae", "hinge")
+class BinaryCrossEntropy(nn.Module):
+    """Binary cross-entropy of one logit per sample against 0/1 labels (BCE with logits)."""
+
+    def forward(self, logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logit.view(-1), target.to(logit.dtype))
+
+
+class BinaryHinge(nn.Module):
+    """The SVM hinge loss max(0, 1 - s * logit) with s = +1 for class 1 and -1 for class 0."""
+
+    def forward(self, logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        sign = target.to(logit.dtype) * 2 - 1
+        return F.relu(1 - sign * logit.view(-1)).mean()
+
+
+class PerceptronCriterion(nn.Module):
+    """The loss whose gradient step is Rosenblatt's learning rule. With the Heaviside output
+    y = [w·x + b > 0] and the desired output d, L = -(d - y)(w·x + b) has dL/dw = -(d - y) x, so plain
+    SGD with learning rate η makes w <- w + η (d - y) x: a change only on mistakes. With
+    `trainer.batch_size=1` this is the textbook one-sample-at-a-time rule (a batch averages it)."""
+
+    def forward(self, logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        net = logit.view(-1)
+        error = target.to(net.dtype) - (net.detach() > 0).to(net.dtype)  # d - y, a constant
+        return -(error * net).mean()
+
+
+LOSSES = {"classification": ("cross_entropy", "nll", "mse", "mae", "hinge"),
+          "binary": ("bce", "hinge", "perceptron"),
+          "regression": ("mse", "mae", "huber")}
+ALL_LOSSES = ("auto", *dict.fromkeys(n for names in LOSSES.values() for n in names))
 SOFT_TARGETS = ("cross_entropy", "nll", "mse", "mae")  # losses that take class probabilities as targets
 
 
-def build_loss(name: str, num_classes: int, label_smoothing: float = 0.0) -> nn.Module:
-    """The criterion `name` (configs/loss/); raises ConfigError for an unknown name or option."""
+def build_loss(name: str, num_classes: int, label_smoothing: float = 0.0, task: str = "classification") -> nn.Module:
+    """The criterion `name` (configs/loss/) for `task`; raises ConfigError for a name the task has
+    not, or an unsupported option."""
+    if name not in LOSSES[task]:
+        fits = [t for t, names in LOSSES.items() if name in names]
+        why = f"it is a {' / '.join(fits)} loss" if fits else "it is not a known loss"
+        raise ConfigError(f"loss={name} cannot train this {task} task ({why}). Losses for {task}: "
+                          f"{', '.join(LOSSES[task])}; or leave loss=auto, the task's own.")
+    if label_smoothing and task != "classification":
+        raise ConfigError(f"loss.label_smoothing={label_smoothing} smooths class labels: a {task} task has none. "
+                          "Set loss.label_smoothing=0.")
+    if task == "binary":
+        return {"bce": BinaryCrossEntropy, "hinge": BinaryHinge, "perceptron": PerceptronCriterion}[name]()
+    if task == "regression":
+        return {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss}[name]()
     if name == "cross_entropy":
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     if name in ("mse", "mae"):
@@ -58,5 +101,4 @@ def build_loss(name: str, num_classes: int, label_smoothing: float = 0.0) -> nn.
         if label_smoothing:
             raise ConfigError(f"loss.label_smoothing={label_smoothing} is not supported by loss={name}: "
                               "use loss=cross_entropy (or mse/mae) with label smoothing, or set it to 0.")
-        return NLLOfLogSoftmax() if name == "nll" else nn.MultiMarginLoss()
-    raise ConfigError(f"loss.name={name!r} is not known: choose one of {', '.join(LOSSES)}.")
+    return NLLOfLogSoftmax() if name == "nll" else nn.MultiMarginLoss()

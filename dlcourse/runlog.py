@@ -105,13 +105,16 @@ class RunLogger:
             if loss is not None:
                 self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
-    def end_epoch(self, epoch: int, max_epochs: int, metrics: dict[str, float], step: int) -> None:
+    def end_epoch(self, epoch: int, max_epochs: int, metrics: dict[str, float], step: int, show: bool = True) -> None:
+        """Log the epoch's metrics to TensorBoard; print its line when `show` (validated epochs)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and math.isfinite(v):
                 self.writer.add_scalar(TAGS.get(k, k), v, epoch)
+        if not show:
+            return
         shown = {k: v for k, v in metrics.items() if k in SUMMARY_KEYS}
         self.info(f"epoch {epoch}/{max_epochs}  {format_metrics(shown)}")
 
@@ -161,7 +164,8 @@ HPARAM_KEYS = ("model.name", "dataset.name", "optim._target_", "optim.lr", "trai
 # Train and validation curves of one metric in one chart (TensorBoard's Custom Scalars tab).
 CHARTS = {"train vs val": {"loss": ["Multiline", ["^train/loss$", "^val/loss$"]],
                            "accuracy": ["Multiline", ["^train/acc$", "^val/acc$"]]}}
-SUMMARY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc5", "lr", "time_s")
+SUMMARY_KEYS = ("train/loss", "train/acc", "train/mse", "val/loss", "val/acc", "val/acc5", "val/mse", "val/r2", "lr",
+                "time_s")
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:

@@ -15,8 +15,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import checkpoint, distributed
-from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, make_data, make_losses,
-                               make_model, make_optimizer, make_schedule, make_settings, select_device)
+from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, make_callbacks, make_data,
+                               make_losses, make_model, make_optimizer, make_schedule, make_settings, resolve_task,
+                               select_device)
 from dlcourse.config import check_resume, validate
 from dlcourse.engine import Engine, Interrupted
 from dlcourse.errors import CheckpointError, ConfigError, DivergenceError, UserError
@@ -163,20 +164,21 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
                           "on this device use trainer.precision=bf16-mixed or 32.")
     ckpt_path = resume_path(cfg.resume, run_dir)
     resumed = checkpoint.load(ckpt_path) if ckpt_path else None
+    info = dataset_info(cfg)
+    task = resolve_task(cfg, info)  # before the resume check: `auto` keys become what the run uses
     if resumed is not None:
         check_resume(resumed.get("config"), cfg, str(ckpt_path))
-    info = dataset_info(cfg)
-    check_monitor(cfg, info)
+    check_monitor(cfg, task)
     check_schedule(cfg)
     settings = make_settings(cfg)
 
     with torch_flags(t.deterministic), collect_warnings() as early_warnings:
         seed_everything(cfg.seed)
-        model, model_name = make_model(cfg, info, device)  # before the data: its errors cost no reading
+        model, model_name = make_model(cfg, info, device, task)  # before the data: its errors cost no reading
         if world > 1:
             torch.manual_seed(cfg.seed + 7919 * rank)  # the same initial weights, then dropout of its own
         optimizer = make_optimizer(cfg, model)
-        loss_fn, eval_loss_fn = make_losses(cfg, info.num_classes)
+        loss_fn, eval_loss_fn = make_losses(cfg, task)
         data, augmentation = make_data(cfg, info, device)
         if cfg.lr_find.enabled:
             lr = _find_lr(cfg, model, optimizer, loss_fn, data, augmentation, device, run_dir, overrides,
@@ -197,13 +199,15 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
         if distributed.is_main():
             write_hydra_files(cfg, run_dir, overrides)
         logger = RunLogger(run_dir, progress_bar=t.progress_bar, earlier=early_warnings, enabled=distributed.is_main())
-        extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes),
+        extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes), "task": task.name,
                  "image_shape": list(data.image_shape), "model_name": model_name,
                  "normalization": {"mean": data.normalize.mean.flatten().tolist(),
                                    "std": data.normalize.std.flatten().tolist()}}
+        callbacks = make_callbacks(cfg, run_dir, model_name) if distributed.is_main() else []
         engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
                         eval_loss_fn=eval_loss_fn, extra_checkpoint=extra, forward_model=forward_model,
-                        batch_transform=augmentation.batch_transform, generators=(augmentation.generator,))
+                        batch_transform=augmentation.batch_transform, generators=(augmentation.generator,),
+                        task=task, callbacks=callbacks)
         try:
             return _fit(engine, cfg, run_dir, resumed, ckpt_path, augmentation, started, overrides or [])
         except UserError as e:
@@ -248,13 +252,14 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
     if resumed is not None:
         engine.restore(resumed)
         logger.info(f"Resumed from {ckpt_path} after epoch {engine.state.epoch} (step {engine.state.step}).")
-    else:
+    elif len(data.image_shape) == 3:
         x, _ = next(iter(data.train))
         logger.images("train/images", data.normalize.invert(x[:64]))
-    params = sum(p.numel() for p in engine.model.parameters())
-    logger.info(f"{engine.extra['model_name']} on {cfg.dataset.name} ({data.train.num_samples} train / "
-                f"{data.val.num_samples if data.val else 0} val / {data.test.num_samples} test), "
-                f"{params:,} parameters, device {engine.device}, augment {augmentation}, run dir {run_dir}")
+    logger.info(model_summary(engine.model, data.image_shape, engine.device))
+    logger.info(f"{engine.extra['model_name']} on {cfg.dataset.name} ({engine.task.name}; {data.train.num_samples} "
+                f"train / {data.val.num_samples if data.val else 0} val / {data.test.num_samples} test, batch "
+                f"{data.train.batch_size}), device {engine.device}, loss {cfg.loss.name}, monitor "
+                f"{engine.s.monitor}, augment {augmentation}, run dir {run_dir}")
     with _StopOnSignal(engine) as stopper:
         try:
             engine.fit()
@@ -265,6 +270,21 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
                 write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
             raise
     return _finish(engine, cfg, run_dir, started, overrides)
+
+
+def model_summary(model: torch.nn.Module, input_shape, device: torch.device) -> str:
+    """Layer by layer: output shape and parameter count, and the totals (torchinfo)."""
+    from torchinfo import summary
+
+    was_training = model.training
+    try:
+        text = str(summary(model, input_size=(1, *input_shape), device=device, depth=3, verbose=0,
+                           col_names=("output_size", "num_params"), row_settings=("var_names",)))
+    finally:
+        model.train(was_training)
+    lines = text.splitlines()
+    end = next((i for i, line in enumerate(lines) if line.startswith("Non-trainable params")), len(lines) - 1)
+    return "\n".join(lines[:end + 1])  # without torchinfo's memory estimates
 
 
 def _summary(engine: Engine, started: float) -> dict:
@@ -289,6 +309,12 @@ def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, over
         engine.model.load_state_dict(checkpoint.load(best)["model"])
     metrics = {**engine.evaluate(engine.data.test, "test"), **_summary(engine, started),
                "processes": distributed.rank_and_world()[1]}
+    figures = [c for c in engine.callbacks if hasattr(c, "final")]
+    for c in figures:
+        for path in c.final(engine):
+            engine.logger.to_file(f"figure: {path}")
+    if figures:
+        engine.logger.info(f"figures in {run_dir / 'figures'}")
     if distributed.is_main():
         write_metrics(run_dir / "metrics.json", metrics)
     tags = [f"{engine.s.monitor}_best", *(t for t in ("val/acc", "val/loss", "train/loss") if t in st.history[-1])]

@@ -15,12 +15,14 @@ from dlcourse.data.folder import FolderLoader, build_folder_data, folder_classes
 from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_stats
 from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
 from dlcourse.data.splits import Split
+from dlcourse.data.toy import TOY_DATASETS, describe_toy, read_toy
 from dlcourse.errors import ConfigError
 
-__all__ = ["Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
+__all__ = ["TOY_DATASETS", "Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
            "build_folder_data", "describe_dataset", "read_dataset", "Split"]
 
-IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic")
+IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic",
+                      *TOY_DATASETS)
 FILE_DATASETS = ("imagefolder",)  # read by build_folder_data, batch by batch
 FOLDER_IMAGE_SIZE = 64  # side of image-folder inputs when dataset.image_size is null
 
@@ -29,8 +31,9 @@ FOLDER_IMAGE_SIZE = 64  # side of image-folder inputs when dataset.image_size is
 class DatasetInfo:
     """What a model and the checks need to know of a dataset before any image is read."""
 
-    image_shape: tuple[int, int, int]
-    num_classes: int
+    image_shape: tuple[int, ...]  # [C, H, W] of images, [D] of vectors
+    num_classes: int  # classes; the target dimension for regression
+    task: str = "classification"  # the dataset's own task (dlcourse/tasks.py)
 
 
 _STATIC = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "kmnist": ((1, 28, 28), 10),
@@ -38,9 +41,11 @@ _STATIC = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "kmni
 
 
 def describe_dataset(name: str, root: str = "data", image_shape=None, num_classes=None,
-                     image_size=None) -> DatasetInfo:
+                     image_size=None, arms: int = 2) -> DatasetInfo:
     """Input shape and class count of dataset `name` without reading it (an image folder's class
     folders are listed), so that every config error is raised before data is loaded."""
+    if name in TOY_DATASETS:
+        return DatasetInfo(*describe_toy(name, arms=arms))
     if name in _STATIC:
         shape, classes = _STATIC[name]
         return DatasetInfo(shape, classes)
@@ -61,18 +66,23 @@ class Data:
     train: TensorLoader
     val: Optional[TensorLoader]
     test: TensorLoader
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]
     classes: list[str]
     normalize: Normalize
+    num_outputs: int = 0  # regression: the target dimension
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        """Classes; for regression (no classes) the target dimension."""
+        return len(self.classes) or self.num_outputs
 
 
 def read_dataset(name: str, root: str = "data", download: bool = False, seed: int = 0,
-                 image_shape=None, num_classes=None, size=None, image_size=None) -> InMemoryDataset:
-    """The whole dataset `name` in memory."""
+                 image_shape=None, num_classes=None, size=None, image_size=None,
+                 toy: Optional[dict] = None) -> InMemoryDataset:
+    """The whole dataset `name` in memory (`toy`: the options of dlcourse.data.toy.read_toy)."""
+    if name in TOY_DATASETS:
+        return read_toy(name, **(toy or {}))
     if name == "digits":
         return read_digits(image_size=image_size or 28)
     if name == "synthetic":
@@ -96,22 +106,24 @@ def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction:
     return device if nbytes < budget_fraction * free else torch.device("cpu")
 
 
-def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: int, split: Split,
+def build_data(dataset: InMemoryDataset, *, batch_size: Optional[int], eval_batch_size: int, split: Split,
                seed: int, device: torch.device, subset: Optional[int] = None,
                train_transform: Optional[Transform] = None, limit_train_batches: Optional[int] = None,
                channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> Data:
     """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits.
     `split` divides the training images into training and validation; `seed` draws the shuffling.
     With a data-parallel `shard` = (rank, world), this process trains on its share of each global
-    batch and evaluates every world-th validation and test image."""
+    batch and evaluates every world-th validation and test image. `batch_size=None` is the whole
+    training split (full-batch gradient descent)."""
     images, labels = dataset.train_images, dataset.train_labels
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
     train_idx, val_idx = split.indices(labels)
     if len(train_idx) == 0:
         raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of {len(labels)}.")
+    batch_size = batch_size or len(train_idx)
     mean, std = channel_stats(images[train_idx])
-    normalize = Normalize(mean, std, device)
+    normalize = Normalize(mean, std, device, ndim=images.dim())
     store = data_device(dataset, device)
 
     rank, world = shard
@@ -128,4 +140,5 @@ def build_data(dataset: InMemoryDataset, *, batch_size: int, eval_batch_size: in
     val = (TensorLoader(*tensors(images[val_idx], labels[val_idx], True), eval_batch_size, **common)
            if len(val_idx) else None)
     test = TensorLoader(*tensors(dataset.test_images, dataset.test_labels, True), eval_batch_size, **common)
-    return Data(train, val, test, dataset.image_shape, dataset.classes, normalize)
+    outputs = labels.shape[1] if labels.dim() > 1 else 0
+    return Data(train, val, test, dataset.image_shape, dataset.classes, normalize, outputs)

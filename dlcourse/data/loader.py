@@ -12,28 +12,36 @@ import torch
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
+def scale(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float in [0, 1]; float features (toy and vector data) as they are."""
+    return x.to(torch.float32).mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+
+
 def channel_stats(images: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of uint8 images [N, C, H, W], scaled to [0, 1]; summed in float64
-    chunks so no float copy of the whole dataset is ever made."""
+    """Per-channel mean and std of images [N, C, H, W] (uint8 scaled to [0, 1]), or per feature of
+    vectors [N, D]; summed in float64 chunks so no float copy of the whole dataset is ever made."""
+    dims = (0, *range(2, images.dim()))
+    unit = 255.0 if images.dtype == torch.uint8 else 1.0
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     for start in range(0, len(images), chunk):
         x = images[start:start + chunk].to(torch.float64)
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += x.square().sum(dim=(0, 2, 3))
+        total += x.sum(dim=dims)
+        total_sq += x.square().sum(dim=dims)
     count = images.numel() / images.shape[1]
     mean = total / count
     var = (total_sq / count - mean.square()) * count / max(count - 1, 1)
-    std = var.clamp_min(0).sqrt() / 255.0
-    return (mean / 255.0).float(), std.clamp_min(1e-3).float()  # a constant channel must not divide by zero
+    std = var.clamp_min(0).sqrt() / unit
+    return (mean / unit).float(), std.clamp_min(1e-3).float()  # a constant channel must not divide by zero
 
 
 class Normalize:
-    """(x - mean) / std per channel, in place, on the batch's device."""
+    """(x - mean) / std per channel (or per feature of vectors), in place, on the batch's device."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, device: torch.device):
-        self.mean = mean.view(1, -1, 1, 1).to(device)
-        self.std = std.view(1, -1, 1, 1).to(device)
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, device: torch.device, ndim: int = 4):
+        shape = (1, -1, *[1] * (ndim - 2))
+        self.mean = mean.view(shape).to(device)
+        self.std = std.view(shape).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x.sub_(self.mean).div_(self.std)
@@ -89,7 +97,7 @@ class TensorLoader:
             else:
                 idx = order[b * bs:(b + 1) * bs][self.rank::self.world]
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
-            x = x.to(self.device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
+            x = scale(x.to(self.device, non_blocking=True))
             y = y.to(self.device, non_blocking=True)
             if self.transform is not None:
                 x = self.transform(x)

@@ -15,16 +15,17 @@ from dlcourse.errors import DataError
 
 @dataclass
 class InMemoryDataset:
-    """Train and test splits of an image-classification dataset, held as tensors."""
+    """Train and test splits of a dataset, held as tensors."""
 
-    train_images: torch.Tensor  # uint8 [N, C, H, W]
-    train_labels: torch.Tensor  # int64 [N]
+    train_images: torch.Tensor  # uint8 [N, C, H, W] images, or float32 [N, D] vectors (toy data)
+    train_labels: torch.Tensor  # int64 [N] classes, or float32 [N, D] regression targets
     test_images: torch.Tensor
     test_labels: torch.Tensor
-    classes: list[str]
+    classes: list[str]  # empty for regression
+    task: str = "classification"  # the dataset's own task (dlcourse/tasks.py)
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
+    def image_shape(self) -> tuple[int, ...]:
         return tuple(self.train_images.shape[1:])
 
 

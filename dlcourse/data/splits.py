@@ -29,7 +29,8 @@ class Split:
             return order[n_val:].sort().values, order[:n_val].sort().values
         from sklearn.model_selection import KFold, StratifiedKFold
 
-        kind = StratifiedKFold if self.stratified else KFold
+        # regression targets have no classes to keep in proportion
+        kind = StratifiedKFold if self.stratified and not labels.is_floating_point() else KFold
         splitter = kind(n_splits=self.folds, shuffle=True, random_state=self.seed)
         try:
             train, val = list(splitter.split(np.zeros(n), labels.cpu().numpy()))[self.fold]

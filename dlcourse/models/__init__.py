@@ -13,6 +13,8 @@ from dlcourse.errors import ConfigError
 # name -> the module of its builder(input_shape, num_classes, **options), imported when first used:
 # the big models sit on torchvision, which a run of the MLP or LeNet-5 need not import.
 MODELS: dict[str, str] = {
+    "linear": "linear",
+    "perceptron": "linear",
     "mlp": "mlp",
     "lenet": "lenet",
     "alexnet": "alexnet",
@@ -33,7 +35,7 @@ def builder(name: str) -> Callable[..., nn.Module]:
     return getattr(importlib.import_module(f"dlcourse.models.{MODELS[name]}"), name)
 
 
-def check_forward(model: nn.Module, input_shape: tuple[int, int, int], name: str) -> None:
+def check_forward(model: nn.Module, input_shape: tuple[int, ...], name: str) -> None:
     """Run one tiny batch through `model`; a layer that cannot take the input becomes a ConfigError."""
     current = {"layer": "input"}
     hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: current.update(layer=n))
@@ -57,8 +59,9 @@ def check_forward(model: nn.Module, input_shape: tuple[int, int, int], name: str
             h.remove()
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> nn.Module:
-    """Instantiate model `name` for images of `input_shape` = (C, H, W) and `num_classes` outputs."""
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **options) -> nn.Module:
+    """Instantiate model `name` for inputs of `input_shape` ((C, H, W) images or (D,) vectors) and
+    `num_classes` outputs (one logit per class, 1 for a binary task, the target dimension for regression)."""
     make = builder(name)
     try:
         model = make(tuple(input_shape), num_classes, **options)

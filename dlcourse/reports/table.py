@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dlcourse.engine import lower_is_better
+from dlcourse.tasks import lower_is_better
 from dlcourse.reports.jobs import REPEATS, Job, swept_keys
 
 SUMMED = ("test/acc", "test/loss", "test/acc5", "test/mse", "test/mae", "test/r2", "best_epoch",
