@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from dlcourse.builders import (compile_model, dataset_info, make_data, make_losses, make_model, make_optimizer,
+from dlcourse.builders import (compile_model, dataset_info, make_data, make_losses, make_model, make_optimizer, resolve_task,
                                make_schedule, make_settings, select_device)
 from dlcourse.config import validate
 from dlcourse.data import Data
@@ -52,7 +52,9 @@ class Pipeline:
         self.cfg, self.timing, self.data, self.device, self.aug = cfg, timing, data, device, aug
         self.batch_size, self.eval_batch_size = cfg.trainer.batch_size, cfg.trainer.eval_batch_size
         torch.manual_seed(cfg.seed)  # the same initial weights in every pipeline
-        self.model, _ = make_model(cfg, dataset_info(cfg), device)
+        info = dataset_info(cfg)
+        self.task = resolve_task(cfg, info)
+        self.model, _ = make_model(cfg, info, device, self.task)
         self.memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         # compile_model tries the compiled model on an example batch and falls back to eager
         self.forward = compile_model(self.model, next(iter(data.train))[0]) if cfg.trainer.compile else self.model
@@ -106,12 +108,12 @@ class EngineRun(Pipeline):
         super().__init__(cfg, timing, data, device, aug)
         settings = make_settings(cfg)
         schedule = make_schedule(cfg, self.optimizer, len(data.train), settings.mode)
-        loss_fn, eval_loss_fn = make_losses(cfg, data.num_classes)
+        loss_fn, eval_loss_fn = make_losses(cfg, self.task)
         self.tmp = tempfile.TemporaryDirectory(prefix="dlcourse-bench-", ignore_cleanup_errors=True)
         self.logger = RunLogger(Path(self.tmp.name), progress_bar=False)
         self.engine = Engine(self.model, self.optimizer, schedule, loss_fn, data, settings, device, self.logger,
                              Path(self.tmp.name), eval_loss_fn=eval_loss_fn,
-                             batch_transform=aug.batch_transform if aug is not None else None)
+                             batch_transform=aug.batch_transform if aug is not None else None, task=self.task)
         # set here, not through forward_model=: Engine's `forward_model or model` calls len() on it,
         # which a torch.compile'd non-Sequential model does not support
         self.engine.forward = self.forward

@@ -102,7 +102,8 @@ class Engine:
         self.clipping = any(v is not None for v in (settings.clip_grad_norm, settings.clip_grad_value,
                                                     settings.agc))
         self.stop_requested = False
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # training time (and epochs, images) of this process, resumed epochs not counted
+        self.train_epochs = 0
         self.train_images = 0
 
     # one step and one epoch -----------------------------------------------------------------
@@ -151,6 +152,7 @@ class Engine:
         totals = torch.cat([torch.stack([(losses * weights).sum(), weights.sum()]), stats.sum(0)])
         loss_sum, n, *sums = distributed.sum_over_processes(totals).tolist()  # every process's share
         self.train_seconds += seconds
+        self.train_epochs += 1
         self.train_images += n
         return {"train/loss": loss_sum / n, **self.task.metrics(sums, n, "train", train=True),
                 "train/images_per_s": n / seconds, "time_s": seconds}
@@ -169,8 +171,9 @@ class Engine:
                 f"lower optim.lr (now {self.optimizer.param_groups[0]['lr']:g}), gradient clipping "
                 f"(regularization.clip_grad_norm=1.0), a warm-up (sched.warmup_epochs=1) or batch norm.")
         mean = sum(values) / len(values)
-        self.logger.writer.add_scalar("train/loss_step", mean, self.state.step + b)
-        self.logger.writer.add_scalar("train/lr_step", self.optimizer.param_groups[0]["lr"], self.state.step + b)
+        if len(self.data.train) > 1:  # with one step per epoch (full batch) the epoch curves say it all
+            self.logger.writer.add_scalar("train/loss_step", mean, self.state.step + b)
+            self.logger.writer.add_scalar("train/lr_step", self.optimizer.param_groups[0]["lr"], self.state.step + b)
         self.logger.advance(b - a, mean)
 
     @torch.inference_mode()

@@ -49,7 +49,7 @@ class Loaded:
 def load_model(path: Path | str, device: str = "cpu", data_root: Optional[str] = None,
                batch_size: Optional[int] = None) -> tuple[torch.nn.Module, dict, object, Path]:
     """The checkpoint's model (eval mode, on `device`), the checkpoint, its config and its path."""
-    from dlcourse.builders import dataset_info, make_model, select_device
+    from dlcourse.builders import dataset_info, make_model, resolve_task, select_device
 
     path = checkpoint_path(path)
     ckpt = checkpoint.load(path)
@@ -68,7 +68,7 @@ def load_model(path: Path | str, device: str = "cpu", data_root: Optional[str] =
         info = DatasetInfo(tuple(ckpt["image_shape"]), len(ckpt["classes"]))
     else:
         info = dataset_info(cfg)
-    model, _ = make_model(cfg, info, dev)
+    model, _ = make_model(cfg, info, dev, resolve_task(cfg, info))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

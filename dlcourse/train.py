@@ -115,6 +115,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[lis
         from hydra.core.hydra_config import HydraConfig
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.cv.folds is not None and cfg.cv.fold is None:
+        resolve_task(cfg, dataset_info(cfg))  # the `auto` monitor the folds are averaged on
         return run_folds(cfg, Path(run_dir), overrides)
     return run_one(cfg, Path(run_dir), overrides)
 
@@ -277,9 +278,10 @@ def model_summary(model: torch.nn.Module, input_shape, device: torch.device) -> 
     from torchinfo import summary
 
     was_training = model.training
-    try:
-        text = str(summary(model, input_size=(1, *input_shape), device=device, depth=3, verbose=0,
-                           col_names=("output_size", "num_params"), row_settings=("var_names",)))
+    try:  # in eval mode and on a forked RNG: the probe pass changes no statistics and draws no numbers
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            text = str(summary(model, input_size=(1, *input_shape), device=device, depth=3, verbose=0, mode="eval",
+                               col_names=("output_size", "num_params"), row_settings=("var_names",)))
     finally:
         model.train(was_training)
     lines = text.splitlines()
@@ -293,6 +295,7 @@ def _summary(engine: Engine, started: float) -> dict:
     summary = {f"{engine.s.monitor}_best": st.best, "best_epoch": st.best_epoch, "epochs_run": st.epoch,
                "steps": st.step, "stopped_early": st.stopped_early, "diverged": False,
                "train/images_per_s": engine.train_images / engine.train_seconds if engine.train_seconds else None,
+               "train/epoch_time_s": engine.train_seconds / max(engine.train_epochs, 1),
                "wall_time_s": time.perf_counter() - started, "threads": torch.get_num_threads(),
                "started_at": time.time() - (time.perf_counter() - started), "finished_at": time.time()}
     val_acc = [h["val/acc"] for h in st.history if "val/acc" in h]

@@ -61,13 +61,13 @@ def recompute_test_metrics(run_dir: Path) -> dict:
     import torch.nn.functional as F
     from omegaconf import OmegaConf
 
-    from dlcourse.builders import dataset_info, make_data, make_model
+    from dlcourse.builders import dataset_info, make_data, make_model, resolve_task
 
     ckpt = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     cfg = OmegaConf.create(ckpt["config"])
     cpu = torch.device("cpu")
     data, _ = make_data(cfg, dataset_info(cfg), cpu)
-    model, _ = make_model(cfg, dataset_info(cfg), cpu)
+    model, _ = make_model(cfg, dataset_info(cfg), cpu, resolve_task(cfg, dataset_info(cfg)))
     model.load_state_dict(ckpt["model"])
     model.eval()
     with torch.no_grad():

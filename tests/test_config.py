@@ -26,7 +26,7 @@ def test_default_config_is_the_offline_digits_run():
     cfg = compose_config()
     assert cfg.dataset.name == "digits" and cfg.model.name == "mlp"
     assert cfg.optim._target_ == "torch.optim.Adam"
-    assert cfg.trainer.monitor == "val/acc" and cfg.resume is None
+    assert cfg.trainer.monitor == "auto" and cfg.resume is None  # resolved to val/acc for digits (dlcourse/tasks.py)
 
 
 @pytest.mark.parametrize("override", ["trainer.max_epochs=abc", "trainer.batch_size=1.5",

@@ -80,6 +80,24 @@ def test_digits_are_28x28_uint8_with_fixed_test_split():
     assert torch.equal(a.test_labels, b.test_labels)
 
 
+def test_digits_read_without_scikit_learn_equal_scikit_learns():
+    """The file and the stored split are scikit-learn's load_digits and stratified split, exactly."""
+    import numpy as np
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    train_idx, test_idx = train_test_split(np.arange(1797), test_size=0.2, stratify=digits.target, random_state=0)
+    ours = read_dataset("digits", image_size=8)
+    images = (torch.from_numpy(digits.images).float().unsqueeze(1) / 16 * 255).round().to(torch.uint8)
+    assert torch.equal(ours.test_images, images[test_idx]) and torch.equal(ours.train_images, images[train_idx])
+    assert torch.equal(ours.test_labels, torch.from_numpy(digits.target[test_idx]).long())
+    resized = F.interpolate(torch.from_numpy(digits.images).float().unsqueeze(1) / 16, size=(28, 28),
+                            mode="bilinear", align_corners=False)
+    assert torch.equal(read_dataset("digits").train_images, (resized.clamp(0, 1) * 255).round().to(torch.uint8)[train_idx])
+
+
 def test_split_is_disjoint_and_seeded():
     labels = torch.zeros(100, dtype=torch.long)
     tr, va = Split(0.2, seed=1).indices(labels)

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from conftest import cli, compose_config
-from dlcourse.builders import dataset_info, make_data, make_losses, make_model, make_optimizer
+from dlcourse.builders import dataset_info, make_data, make_losses, make_model, make_optimizer, resolve_task
 from dlcourse.lr_finder import lr_range_test, suggestions
 
 
@@ -16,10 +16,11 @@ def test_range_test_restores_model_optimizer_and_generators():
     cfg = compose_config(["optim=momentum"])
     cpu = torch.device("cpu")
     torch.manual_seed(0)
-    model, _ = make_model(cfg, dataset_info(cfg), cpu)
+    task = resolve_task(cfg, dataset_info(cfg))
+    model, _ = make_model(cfg, dataset_info(cfg), cpu, task)
     optimizer = make_optimizer(cfg, model)
     data, aug = make_data(cfg, dataset_info(cfg), cpu)
-    loss_fn, _ = make_losses(cfg, 10)
+    loss_fn, _ = make_losses(cfg, task)
     # one real step so the optimizer has momentum buffers to restore
     x, y = next(iter(data.train))
     loss_fn(model(x), y).backward()

@@ -13,8 +13,9 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def scale(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images to float in [0, 1]; float features (toy and vector data) as they are."""
-    return x.to(torch.float32).mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+    """uint8 images to float in [0, 1]; float features (toy and vector data) as they are. Always a new
+    tensor: the batch is normalised in place, and a slice of the stored features must stay untouched."""
+    return x.to(torch.float32).mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,7 @@ def best_command(jobs, summary) -> str:
 
 def write_report(sweep_dir: Path | str, log=print) -> Path:
     """Build the report of `sweep_dir`; returns the path of report.md."""
-    from dlcourse.reports import figures
+    from dlcourse.reports import figures, gallery
     from dlcourse.reports.jobs import find_jobs
     from dlcourse.reports.table import markdown_table, summarize
 
@@ -70,6 +70,10 @@ def write_report(sweep_dir: Path | str, log=print) -> Path:
             pngs.append(figures.heatmap(summary, sweep_dir / "report_heatmap.png"))
         if any(j.history is not None for j in jobs):
             pngs.append(figures.learning_curves(summary, jobs, sweep_dir / "report_curves.png"))
+        pngs += gallery.run_figures(summary, jobs, sweep_dir)
+        depth = gallery.depth_profiles(summary, jobs, sweep_dir / "report_depth.png")
+        if depth is not None:
+            pngs.append(depth)
         if search:
             pngs.append(figures.objective_per_trial(summary, jobs, sweep_dir / "report_trials.png"))
     failed = [j for j in jobs if not j.ok]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -15,6 +16,9 @@ import pandas as pd  # noqa: E402
 
 from dlcourse.reports.jobs import Job, as_number  # noqa: E402
 from dlcourse.reports.table import Summary  # noqa: E402
+
+
+WEIGHT_NORM = "diag/weight_norm/total"
 
 
 def _log_spaced(values: np.ndarray) -> bool:
@@ -87,18 +91,23 @@ def heatmap(summary: Summary, out: Path) -> Path:
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=9,
+                ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=9,
                         color="white" if values[i, j] < np.nanmean(values) else "black")
+    best = np.unravel_index(np.nanargmax(values) if summary.higher_is_better else np.nanargmin(values), values.shape)
+    ax.add_patch(matplotlib.patches.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red", lw=3))
     fig.colorbar(image, ax=ax, label=f"best {m} (mean over seeds)")
     rest = [k for k in summary.keys[2:]]
-    ax.set_title(f"best {m} by {a} and {b}" + (f" (mean over {', '.join(rest)})" if rest else ""), fontsize=10)
+    ax.set_title(f"best {m} by {a} and {b}" + (f" (mean over {', '.join(rest)})" if rest else "") +
+                 f"\nred box: the best, {a}={grid.index[best[0]]}, {b}={grid.columns[best[1]]}", fontsize=10)
     return _save(fig, out)
 
 
 def learning_curves(summary: Summary, jobs: list[Job], out: Path) -> Path:
     """Training loss and the monitored metric per epoch: mean over seeds with a ± std band."""
     m = summary.monitor
-    panels = [c for c in ("train/loss", m) if c]
+    panels = list(dict.fromkeys(c for c in ("train/loss", m) if c))
+    if any(j.history is not None and WEIGHT_NORM in j.history for j in jobs):
+        panels.append(WEIGHT_NORM)  # diagnostics runs: ||w|| per epoch (the logistic-regression exercise)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
     by_config: dict[str, list[pd.DataFrame]] = {}
     configs = dict(zip(summary.jobs["job"], summary.jobs["configuration"]))
@@ -120,7 +129,7 @@ def learning_curves(summary: Summary, jobs: list[Job], out: Path) -> Path:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines] or [np.ones(1)])
         low, high = np.nanmin(ys), np.nanmax(ys)
-        if "loss" in column and low > 0 and high / low > 20:
+        if ("loss" in column or column == WEIGHT_NORM) and low > 0 and high / low > 20:
             ax.set_yscale("log")
         ax.set_ylabel(column)
         ax.set_title(f"{column} per epoch (mean ± std over seeds)", fontsize=10)

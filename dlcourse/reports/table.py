@@ -9,7 +9,10 @@ from dlcourse.tasks import lower_is_better
 from dlcourse.reports.jobs import REPEATS, Job, swept_keys
 
 SUMMED = ("test/acc", "test/loss", "test/acc5", "test/mse", "test/mae", "test/r2", "best_epoch",
-          "train/images_per_s")
+          "train/images_per_s", "train/epoch_time_s")
+
+
+SOLVED = "runs at 100% test acc"
 
 
 @dataclass
@@ -60,6 +63,8 @@ def summarize(jobs: list[Job]) -> Summary:
     table.insert(0, "n", grouped.size())
     for i, k in enumerate(keys):  # the configuration's own values, for figures and the CSV
         table.insert(1 + i, k, grouped[k].first())
+    if "test/acc" in frame and (frame["test/acc"] >= 1).any():  # small problems: how often a run solves it
+        table.insert(1, SOLVED, grouped["test/acc"].agg(lambda a: f"{int((a >= 1).sum())}/{len(a)}"))
     table = table.sort_values(f"{monitor} mean", ascending=not higher).reset_index()
     table.insert(0, "rank", range(1, len(table) + 1))
     return Summary(monitor, higher, keys, repeats, frame, table)
@@ -70,9 +75,13 @@ def markdown_table(summary: Summary) -> str:
     t = summary.table
     metrics = [c[:-len(" mean")] for c in t.columns if c.endswith(" mean")]
     shown = pd.DataFrame({"rank": t["rank"], "configuration": t["configuration"], "n": t["n"]})
+    if SOLVED in t:
+        shown[SOLVED] = t[SOLVED]
     for m in metrics:
         mean, std = t[f"{m} mean"], t[f"{m} std"]
-        if m in ("best_epoch", "train/images_per_s"):
+        if m == "train/epoch_time_s":
+            shown[m] = mean.map(lambda v: f"{v:.3g}")
+        elif m in ("best_epoch", "train/images_per_s"):
             shown[m] = mean.map(lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
         else:
             name = f"best {m}" if m == summary.monitor else m

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dlcourse.models.layers import ACTIVATIONS
+from dlcourse.models.layers import ACTIVATIONS, activation
 
 
 def curves(names=None, low: float = -5.0, high: float = 5.0, points: int = 1001) -> dict[str, tuple]:
@@ -15,8 +15,9 @@ def curves(names=None, low: float = -5.0, high: float = 5.0, points: int = 1001)
     out = {}
     for name in names or ACTIVATIONS:
         x = torch.linspace(low, high, points, requires_grad=True)
-        y = ACTIVATIONS[name]()(x)
-        (dy,) = torch.autograd.grad(y.sum(), x)
+        y = activation(name)(x)
+        # step and sign pass no gradient at all (derivative 0 wherever it exists)
+        dy = torch.autograd.grad(y.sum(), x)[0] if y.requires_grad else torch.zeros_like(x)
         out[name] = (x.detach(), y.detach(), dy)
     return out
 

@@ -1,0 +1,101 @@
+"""Report figures built from what the runs drew or measured per layer: the runs' own figures
+(decision boundaries, regression fits) side by side, one per configuration, and the per-layer
+diagnostics (activation std, gradient norm, dead units) of each configuration against depth."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dlcourse.reports.jobs import Job  # noqa: E402
+from dlcourse.reports.table import Summary  # noqa: E402
+
+RUN_FIGURES = ("decision_boundary", "regression_fit")  # figures/<name>.png of a run, shown side by side
+MAX_PANELS = 12
+DEPTH_STATS = {"act_std": "activation std", "grad_norm": "weight-gradient norm", "dead_frac": "dead ReLU units"}
+
+
+def _first_job_per_configuration(summary: Summary, jobs: list[Job]) -> list[tuple[str, Job]]:
+    """One finished job per configuration (its lowest seed), in the order the sweep ran them."""
+    configs = dict(zip(summary.jobs["job"], summary.jobs["configuration"]))
+    chosen: dict[str, Job] = {}
+    for job in sorted(jobs, key=lambda j: j.number):
+        if job.ok and job.path.name in configs:
+            chosen.setdefault(configs[job.path.name], job)
+    return list(chosen.items())[:MAX_PANELS]
+
+
+def run_figures(summary: Summary, jobs: list[Job], out_dir: Path) -> list[Path]:
+    """report_<figure>.png: each configuration's figures/<figure>.png in one grid."""
+    pngs = []
+    picked = _first_job_per_configuration(summary, jobs)
+    for name in RUN_FIGURES:
+        panels = [(config, job.path / "figures" / f"{name}.png") for config, job in picked]
+        panels = [(c, p) for c, p in panels if p.is_file()]
+        if len(panels) < 2:
+            continue
+        cols = min(4, len(panels))
+        rows = math.ceil(len(panels) / cols)
+        first = mpimg.imread(panels[0][1])
+        aspect = first.shape[0] / first.shape[1]
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * aspect * rows + 0.6), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, (config, png) in zip(axes.flat, panels):
+            ax.imshow(mpimg.imread(png))
+            ax.set_title(config, fontsize=9)
+        fig.suptitle(f"{name.replace('_', ' ')} of each configuration (first seed)", fontsize=11)
+        fig.tight_layout()
+        out = out_dir / f"report_{name}.png"
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        pngs.append(out)
+    return pngs
+
+
+def _by_depth(job: Job, stat: str) -> Optional[np.ndarray]:
+    """The last epoch's diag/<stat>/<layer k> values in depth order (None when not measured)."""
+    if job.history is None:
+        return None
+    columns = [c for c in job.history.columns if c.startswith(f"diag/{stat}/") and re.search(r"\d+$", c)]
+    if not columns:
+        return None
+    columns.sort(key=lambda c: int(re.search(r"(\d+)$", c).group(1)))
+    rows = job.history[columns].dropna(how="all")
+    return rows.iloc[-1].to_numpy(dtype=float) if len(rows) else None
+
+
+def depth_profiles(summary: Summary, jobs: list[Job], out: Path) -> Optional[Path]:
+    """The per-layer statistics of each configuration (last epoch, first seed) against depth."""
+    picked = _first_job_per_configuration(summary, jobs)
+    stats = [s for s in DEPTH_STATS if any(_by_depth(job, s) is not None for _, job in picked)]
+    if not stats:
+        return None
+    fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 4.4), squeeze=False)
+    for ax, stat in zip(axes[0], stats):
+        for config, job in picked:
+            values = _by_depth(job, stat)
+            if values is not None:
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, lw=1.4, label=config)
+        finite = np.concatenate([line.get_ydata() for line in ax.lines]).astype(float)
+        finite = finite[np.isfinite(finite)]
+        if stat != "dead_frac" and finite.size and (finite > 0).all() and finite.max() / finite.min() > 20:
+            ax.set_yscale("log")
+        ax.set_xlabel("layer (1 = nearest the input)")
+        ax.set_ylabel(DEPTH_STATS[stat] + (" (fraction)" if stat == "dead_frac" else ""))
+        ax.set_title(f"{DEPTH_STATS[stat]} by depth (last epoch)", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06 + 0.045 * ((len(handles) + 2) // 3), 1, 1))
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
