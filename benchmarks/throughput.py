@@ -99,6 +99,16 @@ class Pipeline:
         sums[1] += (out.argmax(1) == y).sum()
 
 
+def diagnostics(cfg: DictConfig) -> list:
+    """The run's diagnostics callback when `--set diagnostics=norms|full` asks for one (their cost)."""
+    g = cfg.diagnostics
+    if not (g.weight_norms or g.activations or g.gradients or g.histograms):
+        return []
+    from dlcourse.diagnostics import Diagnostics
+
+    return [Diagnostics(g.weight_norms, g.activations, g.gradients, g.histograms, g.every_n_steps)]
+
+
 class EngineRun(Pipeline):
     """(a) dlcourse's Engine over its TensorLoader, as `dlcourse.train.run` builds it."""
 
@@ -113,7 +123,8 @@ class EngineRun(Pipeline):
         self.logger = RunLogger(Path(self.tmp.name), progress_bar=False)
         self.engine = Engine(self.model, self.optimizer, schedule, loss_fn, data, settings, device, self.logger,
                              Path(self.tmp.name), eval_loss_fn=eval_loss_fn,
-                             batch_transform=aug.batch_transform if aug is not None else None, task=self.task)
+                             batch_transform=aug.batch_transform if aug is not None else None, task=self.task,
+                             callbacks=diagnostics(cfg))
         # set here, not through forward_model=: Engine's `forward_model or model` calls len() on it,
         # which a torch.compile'd non-Sequential model does not support
         self.engine.forward = self.forward
