@@ -7,13 +7,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Optional
 
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import distributed
-from dlcourse.data import (FILE_DATASETS, TOY_DATASETS, Data, DatasetInfo, Split, build_data, build_folder_data, describe_dataset,
+from dlcourse.data import (FILE_DATASETS, TOY_DATASETS, keep_classes, Data, DatasetInfo, Split, build_data, build_folder_data, describe_dataset,
                            read_dataset)
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
 from dlcourse.data.augment.options import OFF
@@ -44,8 +45,18 @@ def select_device(name: str) -> torch.device:
 
 def dataset_info(cfg: DictConfig) -> DatasetInfo:
     d = cfg.dataset
-    return describe_dataset(d.name, root=d.root, image_shape=d.image_shape, num_classes=d.num_classes,
+    info = describe_dataset(d.name, root=d.root, image_shape=d.image_shape, num_classes=d.num_classes,
                             image_size=d.image_size, arms=d.arms)
+    if d.classes is not None and d.name in FILE_DATASETS:
+        raise ConfigError("dataset.classes selects classes of in-memory datasets; for an image folder, give a "
+                          "folder that holds only the wanted class folders.")
+    if d.classes is not None:
+        bad = [c for c in d.classes if not 0 <= c < info.num_classes] if info.task != "regression" else list(d.classes)
+        if bad or len(set(d.classes)) < 2 or len(set(d.classes)) != len(d.classes):
+            raise ConfigError(f"dataset.classes={list(d.classes)} must list at least 2 distinct class indices of "
+                              f"dataset={d.name} (0..{info.num_classes - 1}); it is for classification datasets.")
+        info = dataclasses.replace(info, num_classes=len(d.classes))
+    return info
 
 
 def _has_val(cfg: DictConfig) -> bool:
@@ -88,6 +99,7 @@ def make_model(cfg: DictConfig, info: DatasetInfo, device: torch.device, task: T
     """The configured model with the task's outputs, initialised, on `device`."""
     options = OmegaConf.to_container(cfg.model, resolve=True)
     name = options.pop("name")
+    options.pop("weights", None)  # loaded by load_weights
     model = build_model(name, info.image_shape, task.num_outputs, **options)
     init_weights(model, cfg.init.name, gain=cfg.init.gain, std=cfg.init.std)
     model.to(device)
@@ -96,9 +108,42 @@ def make_model(cfg: DictConfig, info: DatasetInfo, device: torch.device, task: T
     return model, name
 
 
+def load_weights(cfg: DictConfig, model: torch.nn.Module, model_name: str):
+    """`model.weights` loaded into `model` (tensors matched by name and shape; a new head with
+    finetune.head=reset): (Pretrained, TransferReport), or None without weights or with finetune=scratch."""
+    spec = cfg.model.get("weights")
+    if spec is None or not cfg.finetune.pretrained:
+        return None
+    from dlcourse.transfer import head_modules, load_matching, load_pretrained
+
+    pretrained = load_pretrained(str(spec), model_name, batch_norm=bool(cfg.model.get("batch_norm", False)))
+    own = model.state_dict()
+    dropped = []
+    if cfg.finetune.head == "reset":
+        heads = set(head_modules(model))
+        dropped = [k for k in pretrained.state_dict if k.rpartition(".")[0] in heads and k in own]
+        pretrained.state_dict = {k: v for k, v in pretrained.state_dict.items() if k not in dropped}
+    report = load_matching(model, pretrained, model_name=model_name)
+    report.missing = [k for k in report.missing if k not in dropped]
+    report.reinitialised += [(k, "a new head for this task (finetune.head=reset)") for k in dropped]
+    first_conv = next((f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if any(name == first_conv for name, _ in report.reinitialised):
+        log.warning(f"warning: the pretrained first convolution does not fit this model's ({first_conv} was "
+                    "re-initialised): small images get a small-input stem. To use the pretrained stem, resize the "
+                    "images: dataset.image_size=224 model.small_input=false.")
+    return pretrained, report
+
+
 def make_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     options = OmegaConf.to_container(cfg.optim, resolve=True)
-    return build_optimizer(model, get_class(options.pop("_target_")),
+    f, groups = cfg.finetune, None
+    if (f.head_lr_mult, f.backbone_lr_mult, f.layer_decay) != (1.0, 1.0, None):
+        from dlcourse.finetune import check_multipliers, param_groups
+
+        check_multipliers(f.head_lr_mult, f.backbone_lr_mult, f.layer_decay)
+        groups = param_groups(model, options["lr"], options.get("weight_decay", 0.0), f.head_lr_mult,
+                              f.backbone_lr_mult, f.layer_decay, cfg.regularization.decay_bias_and_norm)
+    return build_optimizer(model, get_class(options.pop("_target_")), groups=groups,
                            decay_bias_and_norm=cfg.regularization.decay_bias_and_norm, **options)
 
 
@@ -150,14 +195,16 @@ def toy_options(cfg: DictConfig) -> dict:
                 x_range=tuple(d.x_range), function=d.function, seed=d.split_seed)
 
 
-def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple[Data, Augmentation]:
-    """The dataset as loaders on `device`, with the training augmentation."""
+def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device,
+              stats: Optional[tuple[list, list]] = None) -> tuple[Data, Augmentation]:
+    """The dataset as loaders on `device`, with the training augmentation; `stats` = (mean, std)
+    replaces the training split's own normalisation (pretrained weights expect theirs)."""
     t, d = cfg.trainer, cfg.dataset
     augment = OmegaConf.to_container(cfg.augment, resolve=True)
     rank, world = distributed.rank_and_world()
     # each data-parallel process draws its own augmentations (rank 0: those of a single process)
     augmentation = build_augmentation(info.num_classes, device, cfg.seed + 7919 * rank, **augment)
-    common = dict(batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, split=make_split(cfg),
+    common = dict(batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, split=make_split(cfg), stats=stats,
                   seed=cfg.seed, device=device, shard=(rank, world),
                   limit_train_batches=t.limit_train_batches, channels_last=t.channels_last)
     if d.name in FILE_DATASETS:  # files read by DataLoader workers, not held in memory
@@ -170,6 +217,8 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple
         dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
                                image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
                                image_size=d.image_size, toy=toy_options(cfg))
+        if d.classes is not None:
+            dataset = keep_classes(dataset, list(d.classes))
         data = build_data(dataset, subset=d.subset, train_transform=augmentation.transform, **common)
     if (tuple(data.image_shape), data.num_classes) != (tuple(info.image_shape), info.num_classes):
         raise RuntimeError(f"dataset {d.name}: read {data.image_shape} x {data.num_classes} classes, "
@@ -181,8 +230,9 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device) -> tuple
     return data, augmentation
 
 
-def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str) -> list:
-    """Diagnostics (`diagnostics.*`) and the run's figures (`figures.*`); imported only when on."""
+def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str, model: Optional[torch.nn.Module] = None) -> list:
+    """Diagnostics (`diagnostics.*`), freezing (`finetune.*`, with model.weights) and the run's figures
+    (`figures.*`); imported only when on."""
     callbacks, diagnostics = [], None
     g = cfg.diagnostics
     if g.weight_norms or g.activations or g.gradients or g.histograms:
@@ -190,6 +240,13 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str) -> list:
 
         diagnostics = Diagnostics(g.weight_norms, g.activations, g.gradients, g.histograms, g.every_n_steps)
         callbacks.append(diagnostics)
+    f = cfg.finetune
+    if model is not None and cfg.model.get("weights") is not None and f.pretrained and (
+            f.freeze not in (None, "none") or f.bn == "frozen"):
+        from dlcourse.finetune import Finetune, freeze_plan
+
+        plan = freeze_plan(model, f.freeze, f.unfreeze_at_epoch, f.unfreeze_every)
+        callbacks.append(Finetune(plan, f.bn == "frozen"))
     if cfg.figures.enabled:
         from dlcourse.data.toy import target_function
         from dlcourse.viz.run_figures import RunFigures

@@ -14,6 +14,9 @@ class Callback:
     def on_fit_start(self, engine: Any) -> None:
         """Before the first epoch of `fit` (also after a resume)."""
 
+    def on_epoch_start(self, engine: Any, epoch: int) -> None:
+        """At the start of training epoch `epoch`, after the model was put in training mode."""
+
     def on_step_start(self, engine: Any, step: int) -> None:
         """Before the forward pass of optimizer step `step` (counted from 1 over the run)."""
 

@@ -55,6 +55,7 @@ class DatasetConfig:
     val_split: float = 0.1
     split_seed: int = 0  # draws the train/val split, independently of `seed` (which drives training)
     subset: Optional[int] = None  # keep only the first N training images (quick experiments)
+    classes: Optional[List[int]] = None  # keep only these classes (relabelled 0..k-1 in this order), e.g. [5,6,7,8,9]
     image_shape: Optional[List[int]] = None  # synthetic: [C, H, W]
     num_classes: Optional[int] = None  # synthetic
     size: Optional[int] = None  # synthetic: number of training images
@@ -134,6 +135,23 @@ class FiguresConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Fine-tuning from `model.weights` (dlcourse/finetune.py, dlcourse/transfer.py)."""
+
+    pretrained: bool = True  # false (finetune=scratch): ignore model.weights, start from random weights
+    head: str = "reset"  # reset: a new head (the task's classes) | keep: load it too when its shape fits
+    freeze: Any = "none"  # none | backbone | a stage (frozen up to and including it) | [module prefixes]
+    unfreeze_at_epoch: Optional[int] = None  # everything trainable from this epoch
+    unfreeze_every: Optional[int] = None  # gradual: one more stage, from the head down, every N epochs
+    head_lr_mult: float = 1.0  # the head's LR = optim.lr * head_lr_mult
+    backbone_lr_mult: float = 1.0
+    layer_decay: Optional[float] = None  # each stage further from the head: LR * layer_decay more
+    bn: str = "train"  # train | frozen: frozen parts stay in eval mode (batch-norm statistics fixed, no dropout)
+    normalize: str = "weights"  # weights: the input normalisation the weights were trained with | dataset
+    cache_features: str = "auto"  # auto | true | false: train the head on the frozen backbone's features
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     resume: Any = None  # null | true | path to a checkpoint
@@ -151,6 +169,7 @@ class TrainConfig:
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 def path_safe(text: str, limit: int = 120) -> str:
@@ -235,6 +254,14 @@ def validate(cfg: DictConfig) -> None:
     _check(0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing", cfg.loss.label_smoothing,
            "it must be in [0, 1)")
     _check_soft_targets(cfg)
+    f = cfg.finetune
+    _check(f.head in ("reset", "keep"), "finetune.head", f.head, "allowed: reset, keep")
+    _check(f.bn in ("train", "frozen"), "finetune.bn", f.bn, "allowed: train, frozen")
+    _check(f.normalize in ("weights", "dataset"), "finetune.normalize", f.normalize, "allowed: weights, dataset")
+    _check(str(f.cache_features).lower() in ("auto", "true", "false"), "finetune.cache_features", f.cache_features,
+           "allowed: auto, true, false")
+    for key in ("unfreeze_at_epoch", "unfreeze_every"):
+        _check(f[key] is None or f[key] >= 1, f"finetune.{key}", f[key], "it must be null or an integer >= 1")
 
 
 def _check_soft_targets(cfg: DictConfig) -> None:

@@ -96,9 +96,10 @@ class Engine:
         # the per-step hooks, looked up once: a run without callbacks calls none of them
         self._step_start = [c for c in self.callbacks if overrides(c, "on_step_start")]
         self._after_backward = [c for c in self.callbacks if overrides(c, "on_after_backward")]
+        self._epoch_start = [c for c in self.callbacks if overrides(c, "on_epoch_start")]
         self.state = TrainState()
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "16-mixed")
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params = list(model.parameters())  # for clipping; frozen ones (no gradient) are skipped there
         self.clipping = any(v is not None for v in (settings.clip_grad_norm, settings.clip_grad_value,
                                                     settings.agc))
         self.stop_requested = False
@@ -136,6 +137,8 @@ class Engine:
         stats = torch.zeros(n_batches, len(self.task.train_keys), device=self.device)
         sizes = []
         self.forward.train()
+        for c in self._epoch_start:  # after train(): e.g. frozen layers back to eval mode
+            c.on_epoch_start(self, epoch)
         self.logger.start_epoch(epoch, self.s.max_epochs, n_batches)
         start, last_read = time.perf_counter(), 0
         for i, (x, y) in enumerate(loader):
@@ -218,11 +221,15 @@ class Engine:
             c.on_fit_start(self)
         for epoch in range(st.epoch + 1, self.s.max_epochs + 1):
             lr = self.optimizer.param_groups[0]["lr"]
+            lrs = {id(g): g["lr"] for g in self.optimizer.param_groups}
             metrics = self.train_epoch(epoch)
             validated = self._due(epoch, self.s.val_every_n_epochs)
             if validated and self.data.val is not None:
                 metrics.update(self.evaluate(self.data.val, "val"))
             metrics["lr"] = lr
+            backbone = next((g for g in self.optimizer.param_groups if str(g.get("part", "")).startswith("backbone")), None)
+            if backbone is not None:  # fine-tuning with LR multipliers: the head's LR above, the backbone's here
+                metrics["lr_backbone"] = lrs[id(backbone)]
             st.epoch = epoch
             if validated:
                 value = metrics.get(self.s.monitor, float("nan"))

@@ -9,25 +9,27 @@ from torch import nn
 from dlcourse.errors import ConfigError
 
 
-def _is_decayed(name: str, param: nn.Parameter) -> bool:
+def is_decayed(name: str, param: nn.Parameter) -> bool:
     """Weights of conv/linear layers are decayed; biases and norm-layer parameters (1-D) are not."""
     return param.ndim > 1 and not name.endswith(".bias")
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool = False) -> list[dict]:
-    """Parameter groups with weight decay on weights only (unless `decay_bias_and_norm`)."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    """Parameter groups with weight decay on weights only (unless `decay_bias_and_norm`). Frozen
+    parameters are included: they get no gradient, so no update, until they are unfrozen."""
+    params = list(model.named_parameters())
     if decay_bias_and_norm or weight_decay == 0:
         return [{"params": [p for _, p in params], "weight_decay": weight_decay}]
-    decay = [p for n, p in params if _is_decayed(n, p)]
-    no_decay = [p for n, p in params if not _is_decayed(n, p)]
+    decay = [p for n, p in params if is_decayed(n, p)]
+    no_decay = [p for n, p in params if not is_decayed(n, p)]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def build_optimizer(model: nn.Module, optimizer_cls: type, lr: float, weight_decay: float = 0.0,
-                    decay_bias_and_norm: bool = False, **kwargs) -> torch.optim.Optimizer:
-    """`optimizer_cls` (a torch.optim class) over the model's trainable parameters."""
-    groups = param_groups(model, weight_decay, decay_bias_and_norm)
+                    decay_bias_and_norm: bool = False, groups: Optional[list[dict]] = None,
+                    **kwargs) -> torch.optim.Optimizer:
+    """`optimizer_cls` (a torch.optim class) over the model's parameters (or the given `groups`)."""
+    groups = groups if groups is not None else param_groups(model, weight_decay, decay_bias_and_norm)
     try:
         return optimizer_cls(groups, lr=lr, **kwargs)
     except (TypeError, ValueError) as e:
@@ -37,7 +39,7 @@ def build_optimizer(model: nn.Module, optimizer_cls: type, lr: float, weight_dec
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     """Sum of |w| over the decayed weights (what an L1 regularizer adds to the loss, before its factor)."""
-    return sum(p.abs().sum() for n, p in model.named_parameters() if _is_decayed(n, p))
+    return sum(p.abs().sum() for n, p in model.named_parameters() if p.requires_grad and is_decayed(n, p))
 
 
 @torch.no_grad()

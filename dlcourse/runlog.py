@@ -159,7 +159,7 @@ class RunLogger:
 
 # TensorBoard tags of the epoch metrics that have no train/ or val/ prefix of their own, so that
 # the dashboard shows two sections, train and val, and nothing before them.
-TAGS = {"lr": "train/lr", "time_s": "train/epoch_time_s"}
+TAGS = {"lr": "train/lr", "lr_backbone": "train/lr_backbone", "time_s": "train/epoch_time_s"}
 HPARAM_KEYS = ("model.name", "dataset.name", "optim._target_", "optim.lr", "trainer.batch_size")
 # Train and validation curves of one metric in one chart (TensorBoard's Custom Scalars tab).
 CHARTS = {"train vs val": {"loss": ["Multiline", ["^train/loss$", "^val/loss$"]],

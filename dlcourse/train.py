@@ -15,9 +15,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import checkpoint, distributed
-from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, make_callbacks, make_data,
-                               make_losses, make_model, make_optimizer, make_schedule, make_settings, resolve_task,
-                               select_device)
+from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, load_weights,
+                               make_callbacks, make_data, make_losses, make_model, make_optimizer, make_schedule,
+                               make_settings, resolve_task, select_device)
 from dlcourse.config import check_resume, validate
 from dlcourse.engine import Engine, Interrupted
 from dlcourse.errors import CheckpointError, ConfigError, DivergenceError, UserError
@@ -176,11 +176,12 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
     with torch_flags(t.deterministic), collect_warnings() as early_warnings:
         seed_everything(cfg.seed)
         model, model_name = make_model(cfg, info, device, task)  # before the data: its errors cost no reading
+        transfer = load_weights(cfg, model, model_name)  # model.weights (dlcourse/transfer.py)
         if world > 1:
             torch.manual_seed(cfg.seed + 7919 * rank)  # the same initial weights, then dropout of its own
         optimizer = make_optimizer(cfg, model)
         loss_fn, eval_loss_fn = make_losses(cfg, task)
-        data, augmentation = make_data(cfg, info, device)
+        data, augmentation = make_data(cfg, info, device, input_stats(cfg, transfer, info))
         if cfg.lr_find.enabled:
             lr = _find_lr(cfg, model, optimizer, loss_fn, data, augmentation, device, run_dir, overrides,
                           early_warnings)
@@ -188,7 +189,21 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
                 return lr
             cfg.optim.lr = lr  # the run trains (and records) the suggested learning rate
             optimizer = make_optimizer(cfg, model)
+        extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes), "task": task.name,
+                 "image_shape": list(data.image_shape), "model_name": model_name,
+                 "normalization": {"mean": data.normalize.mean.flatten().tolist(),
+                                   "std": data.normalize.std.flatten().tolist()}}
         forward_model = model
+        if transfer is not None and _caching(cfg, model, augmentation):
+            from dlcourse.finetune import cache_features
+
+            seconds = time.perf_counter()
+            data, forward_model = cache_features(model, data, device)  # the head trains on the backbone's features
+            images = data.train.num_samples + (data.val.num_samples if data.val else 0) + data.test.num_samples
+            note = (f"feature cache: the frozen backbone's {data.image_shape[0]} features of {images} images computed "
+                    f"once in {time.perf_counter() - seconds:.1f} s; the head trains on them")
+            print(note, flush=True)
+            early_warnings.append(note)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -200,11 +215,13 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
         if distributed.is_main():
             write_hydra_files(cfg, run_dir, overrides)
         logger = RunLogger(run_dir, progress_bar=t.progress_bar, earlier=early_warnings, enabled=distributed.is_main())
-        extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes), "task": task.name,
-                 "image_shape": list(data.image_shape), "model_name": model_name,
-                 "normalization": {"mean": data.normalize.mean.flatten().tolist(),
-                                   "std": data.normalize.std.flatten().tolist()}}
-        callbacks = make_callbacks(cfg, run_dir, model_name) if distributed.is_main() else []
+        if transfer is not None and distributed.is_main():
+            write_metrics(run_dir / "transfer.json", transfer[1].as_dict())
+            logger.info(f"model.weights: {transfer[1].summary()}")
+            logger.writer.add_text("transfer", "```\n" + transfer[1].summary().replace("; ", "\n") + "\n```", 0)
+        callbacks = make_callbacks(cfg, run_dir, model_name, model)
+        if not distributed.is_main():  # other ranks freeze like rank 0 but draw and measure nothing
+            callbacks = [c for c in callbacks if type(c).__name__ == "Finetune"]
         engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
                         eval_loss_fn=eval_loss_fn, extra_checkpoint=extra, forward_model=forward_model,
                         batch_transform=augmentation.batch_transform, generators=(augmentation.generator,),
@@ -254,9 +271,13 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
         engine.restore(resumed)
         logger.info(f"Resumed from {ckpt_path} after epoch {engine.state.epoch} (step {engine.state.step}).")
     elif len(data.image_shape) == 3:
+        generator = getattr(data.train, "generator", None)
+        state = generator.get_state() if generator is not None else None
         x, _ = next(iter(data.train))
+        if state is not None:  # the peek must not shift the shuffling of the epochs
+            generator.set_state(state)
         logger.images("train/images", data.normalize.invert(x[:64]))
-    logger.info(model_summary(engine.model, data.image_shape, engine.device))
+    logger.info(model_summary(engine.model, engine.extra["image_shape"], engine.device))
     logger.info(f"{engine.extra['model_name']} on {cfg.dataset.name} ({engine.task.name}; {data.train.num_samples} "
                 f"train / {data.val.num_samples if data.val else 0} val / {data.test.num_samples} test, batch "
                 f"{data.train.batch_size}), device {engine.device}, loss {cfg.loss.name}, monitor "
@@ -271,6 +292,27 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
                 write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
             raise
     return _finish(engine, cfg, run_dir, started, overrides)
+
+
+def input_stats(cfg: DictConfig, transfer, info) -> Optional[tuple[list, list]]:
+    """The input normalisation pretrained weights were trained with (finetune.normalize=weights),
+    averaged over RGB for one-channel data; None = the training split's own statistics."""
+    if transfer is None or cfg.finetune.normalize != "weights" or transfer[0].mean is None:
+        return None
+    mean, std = list(transfer[0].mean), list(transfer[0].std)
+    channels = info.image_shape[0] if len(info.image_shape) == 3 else len(mean)
+    if channels != len(mean):
+        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
+    return mean, std
+
+
+def _caching(cfg: DictConfig, model, augmentation) -> bool:
+    from dlcourse.finetune import caching_applies, freeze_plan
+
+    f = cfg.finetune
+    plan = freeze_plan(model, f.freeze, f.unfreeze_at_epoch, f.unfreeze_every)
+    augmented = augmentation.transform is not None or augmentation.batch_transform is not None
+    return caching_applies(plan, cfg.trainer.max_epochs, f.bn == "frozen", augmented, f.cache_features)
 
 
 def model_summary(model: torch.nn.Module, input_shape, device: torch.device) -> str:

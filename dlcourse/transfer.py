@@ -193,9 +193,9 @@ def load_matching(model: nn.Module, pretrained: Pretrained, min_fraction: float 
             report.adapted.append((name, how))
         else:
             module = name.rpartition(".")[0]
-            role = " (the head)" if module in heads else " (the first convolution)" if name == first else ""
+            role = "the head, " if module in heads else "the first convolution, " if name == first else ""
             report.reinitialised.append(
-                (name, f"shape {list(theirs.shape)} in the weights, {list(mine.shape)} here{role}"))
+                (name, f"{role}shape {list(theirs.shape)} in the weights, {list(mine.shape)} here"))
     params = [n for n, _ in model.named_parameters()]
     matched = sum(n in values for n in params)
     if params and matched < min_fraction * len(params):

@@ -36,9 +36,10 @@ def train(run_dir: Path, overrides: list[str] = ()) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def cli(args: list[str], cwd: Path = ROOT, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
-    """`python train.py ARGS` in a subprocess, as a user would type it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def cli(args: list[str], cwd: Path = ROOT, timeout: int = 300, env_extra: dict | None = None,
+        **kw) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` in a subprocess, as a user would type it (`env_extra`: more environment)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, **kw)

@@ -97,13 +97,15 @@ def test_perceptron_criterion_makes_sgd_the_textbook_rule():
 
 @pytest.mark.parametrize("gate", ["and", "or", "nand", "xor"])
 def test_perceptron_learns_the_separable_gates_and_never_xor(tmp_path, gate):
-    metrics = train(tmp_path / gate, ["experiment=perceptron_gates", f"dataset={gate}", "figures.enabled=false"])
+    metrics = train(tmp_path / gate, ["experiment=perceptron_gates", f"dataset={gate}", "figures.enabled=false",
+                                      "trainer.max_epochs=40"])
     history = pd.read_csv(tmp_path / gate / "history.csv")
     if gate == "xor":
-        assert metrics["test/acc"] <= 0.75 and history["train/acc"].max() <= 0.75
+        # accuracy during each online pass, and of the best epoch's final weights: never above 3/4
+        assert metrics["train/acc_best"] == 0.75 and metrics["test/acc"] <= 0.75
     else:
         assert metrics["test/acc"] == 1.0 and history["train/acc"].iloc[-1] == 1.0
-        assert metrics["train/loss_best"] == 0.0  # no mistakes left: the rule stops changing w
+        assert history["train/loss"].iloc[-1] == 0.0  # no mistakes left: the rule stops changing w
 
 
 # MLP options ---------------------------------------------------------------------------------

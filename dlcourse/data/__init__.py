@@ -18,7 +18,7 @@ from dlcourse.data.splits import Split
 from dlcourse.data.toy import TOY_DATASETS, describe_toy, read_toy
 from dlcourse.errors import ConfigError
 
-__all__ = ["TOY_DATASETS", "Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
+__all__ = ["TOY_DATASETS", "keep_classes", "Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
            "build_folder_data", "describe_dataset", "read_dataset", "Split"]
 
 IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic",
@@ -97,6 +97,21 @@ def read_dataset(name: str, root: str = "data", download: bool = False, seed: in
     raise ConfigError(f"dataset.name={name!r} is not known: choose one of {known}.")
 
 
+def keep_classes(dataset: InMemoryDataset, classes: list[int]) -> InMemoryDataset:
+    """Only the images of `classes`, relabelled 0..k-1 in that order (e.g. a transfer target made of
+    classes the source model never saw)."""
+    lookup = torch.full((len(dataset.classes),), -1, dtype=torch.long)
+    lookup[torch.tensor(classes)] = torch.arange(len(classes))
+
+    def pick(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        new = lookup[labels]
+        keep = new >= 0
+        return images[keep], new[keep]
+
+    return InMemoryDataset(*pick(dataset.train_images, dataset.train_labels), *pick(dataset.test_images, dataset.test_labels),
+                           [dataset.classes[c] for c in classes], dataset.task)
+
+
 def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction: float = 0.5) -> torch.device:
     """Keep the dataset on a CUDA device when it takes less than `budget_fraction` of free memory."""
     if device.type != "cuda":
@@ -109,12 +124,14 @@ def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction:
 def build_data(dataset: InMemoryDataset, *, batch_size: Optional[int], eval_batch_size: int, split: Split,
                seed: int, device: torch.device, subset: Optional[int] = None,
                train_transform: Optional[Transform] = None, limit_train_batches: Optional[int] = None,
-               channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> Data:
+               channels_last: bool = False, shard: tuple[int, int] = (0, 1),
+               stats: Optional[tuple[list, list]] = None) -> Data:
     """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits.
     `split` divides the training images into training and validation; `seed` draws the shuffling.
     With a data-parallel `shard` = (rank, world), this process trains on its share of each global
     batch and evaluates every world-th validation and test image. `batch_size=None` is the whole
-    training split (full-batch gradient descent)."""
+    training split (full-batch gradient descent). `stats` = (mean, std) per channel replaces the
+    training split's own statistics (the normalisation pretrained weights expect)."""
     images, labels = dataset.train_images, dataset.train_labels
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
@@ -122,7 +139,7 @@ def build_data(dataset: InMemoryDataset, *, batch_size: Optional[int], eval_batc
     if len(train_idx) == 0:
         raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of {len(labels)}.")
     batch_size = batch_size or len(train_idx)
-    mean, std = channel_stats(images[train_idx])
+    mean, std = channel_stats(images[train_idx]) if stats is None else (torch.tensor(stats[0]), torch.tensor(stats[1]))
     normalize = Normalize(mean, std, device, ndim=images.dim())
     store = data_device(dataset, device)
 

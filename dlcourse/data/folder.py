@@ -170,8 +170,13 @@ def folder_classes(root: Optional[str]) -> list[str]:
 def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_size: int, split: Split,
                       seed: int, device: torch.device, num_workers: int = 2,
                       train_transform: Optional[Callable] = None, limit_train_batches: Optional[int] = None,
-                      channels_last: bool = False, stats_images: int = 500, shard: tuple[int, int] = (0, 1)):
-    """Loaders over the image folders in `root` (see the module docstring); returns a `Data`."""
+                      channels_last: bool = False, stats_images: int = 500, shard: tuple[int, int] = (0, 1),
+                      stats: Optional[tuple[list, list]] = None):
+    """Loaders over the image folders in `root` (see the module docstring); returns a `Data`.
+    A `None` batch size (full batch) is not supported for files: they are not held in memory."""
+    if batch_size is None:
+        raise ConfigError("trainer.batch_size=null (the whole training set as one batch) is for in-memory "
+                          "datasets; image folders are read batch by batch. Give a batch size, e.g. 64.")
     from dlcourse.data import Data  # the package imports this module
 
     classes = folder_classes(root)
@@ -207,7 +212,9 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
         raise ConfigError(f"{root_dir} has neither val/ nor test/ and dataset.val_split=0: nothing to "
                           "evaluate on. Add a val/ or test/ folder, or set dataset.val_split>0.")
 
-    normalize = Normalize(*_channel_stats(train_eval, train_idx, num_workers, stats_images), device)
+    if stats is None:  # the training images' own statistics, unless given (pretrained weights expect theirs)
+        stats = _channel_stats(train_eval, train_idx, num_workers, stats_images)
+    normalize = Normalize(torch.as_tensor(stats[0]), torch.as_tensor(stats[1]), device)
     common = dict(device=device, normalize=normalize, num_workers=num_workers, channels_last=channels_last)
     train = FolderLoader(train_set, train_labels, batch_size, shuffle=True, shard=shard,
                          generator=torch.Generator().manual_seed(seed), limit_batches=limit_train_batches,
