@@ -300,7 +300,8 @@ def check_resume(saved: Optional[dict], cfg: DictConfig, path: str) -> None:
     if diff:
         raise ConfigError(f"Cannot resume from {path}: this command changes what the checkpoint means ("
                           f"{'; '.join(diff)}). Drop those overrides to continue the run as it was, or start "
-                          "a new run with the new settings (without resume, in another run directory). "
+                          "a new run with the new settings (without resume, in another run directory; "
+                          f"model.weights={path} starts it from this checkpoint's weights). "
                           "Keys such as trainer.max_epochs, the early-stopping patience, logging and the "
                           "device may change on resume.")
 

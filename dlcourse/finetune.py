@@ -177,9 +177,15 @@ def cache_features(model: nn.Module, data, device: torch.device):
     sizes = {}
 
     def loader(src, shuffle: bool):
-        # every image once, in stored order (not the shuffled epoch: that would draw from its generator)
-        ordered = TensorLoader(src.images, src.labels, 1024, device=device, normalize=src.normalize)
-        x, y = backbone_features(model, head, ordered, device)
+        generator = getattr(src, "generator", None)
+        state = generator.get_state() if generator is not None else None
+        if hasattr(src, "images"):  # in memory: every image once, in stored order
+            src_once = TensorLoader(src.images, src.labels, 1024, device=device, normalize=src.normalize)
+        else:  # image folders: one pass of the loader itself
+            src_once = src
+        x, y = backbone_features(model, head, src_once, device)
+        if state is not None:  # computing the cache must not shift the shuffling of the epochs
+            generator.set_state(state)
         sizes["features"] = x.shape[1]
         identity = Normalize(torch.zeros(x.shape[1]), torch.ones(x.shape[1]), device, ndim=2)
         return TensorLoader(x, y, src.batch_size, device=device, normalize=identity, shuffle=shuffle,

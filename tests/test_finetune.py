@@ -150,3 +150,18 @@ def test_scratch_ignores_the_weights_and_a_wrong_architecture_is_refused(tmp_pat
     assert not (tmp_path / "s" / "transfer.json").exists()
     with pytest.raises(ConfigError, match="does not fit model mlp"):
         train(tmp_path / "m", ["model=mlp", f"model.weights={lenet_checkpoint}", "trainer.max_epochs=1"])
+
+
+def test_feature_extractor_on_an_image_folder_with_imagenet_weights(tmp_path, resnet18_file):
+    """The first command of the transfer section: ImageNet ResNet-18 on a folder, features cached."""
+    from test_datasets_extra import write_folder
+
+    root = write_folder(tmp_path / "images", splits=("train", "val"))
+    run_dir = tmp_path / "run"
+    metrics = train(run_dir, ["model=resnet18", "model.weights=IMAGENET1K_V1", "dataset=imagefolder",
+                              f"dataset.root={root}", "dataset.num_workers=0", "finetune=feature_extractor",
+                              "trainer.batch_size=4", "trainer.max_epochs=2", "figures.enabled=false"])
+    assert "feature cache" in (run_dir / "train.log").read_text()
+    trained = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert torch.equal(trained["layer4.1.conv2.weight"], resnet18_file["layer4.1.conv2.weight"])
+    assert trained["fc.weight"].shape == (3, 512) and metrics["epochs_run"] == 2

@@ -20,6 +20,7 @@ def test_resume_refuses_keys_that_change_what_the_checkpoint_means(run_dir):
     assert "model.hidden_sizes: [32] in the checkpoint, [64] now" in message
     assert "trainer.batch_size: 64 in the checkpoint, 32 now" in message
     assert "trainer.max_epochs" not in message.split("Keys such as")[0]
+    assert f"model.weights={run_dir / 'checkpoints' / 'last.pt'} starts it from this checkpoint's weights" in message
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"] == 1
 
 

@@ -81,14 +81,17 @@ def depth_profiles(summary: Summary, jobs: list[Job], out: Path) -> Optional[Pat
         return None
     fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 4.4), squeeze=False)
     for ax, stat in zip(axes[0], stats):
-        for config, job in picked:
-            values = _by_depth(job, stat)
-            if values is not None:
-                ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, lw=1.4, label=config)
-        finite = np.concatenate([line.get_ydata() for line in ax.lines]).astype(float)
-        finite = finite[np.isfinite(finite)]
-        if stat != "dead_frac" and finite.size and (finite > 0).all() and finite.max() / finite.min() > 20:
-            ax.set_yscale("log")
+        series = {config: _by_depth(job, stat) for config, job in picked}
+        series = {c: v for c, v in series.items() if v is not None}
+        positive = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in series.values()] or [np.ones(1)])
+        log = stat != "dead_frac" and positive.size and positive.max() / positive.min() > 20
+        for config, values in series.items():
+            silent = log and not (values > 0).any()  # e.g. zero init: nothing to draw on a log axis
+            shown = np.where(values > 0, values, np.nan) if log else values
+            ax.plot(np.arange(1, len(values) + 1), shown, marker="o", ms=3, lw=1.4,
+                    label=config + (" (0 at every layer)" if silent else ""))
+        if log:
+            ax.set_yscale("log")  # vanishing and exploding statistics span decades
         ax.set_xlabel("layer (1 = nearest the input)")
         ax.set_ylabel(DEPTH_STATS[stat] + (" (fraction)" if stat == "dead_frac" else ""))
         ax.set_title(f"{DEPTH_STATS[stat]} by depth (last epoch)", fontsize=10)
