@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: train test test-fast benchmark tensorboard clean
+.PHONY: train test test-fast benchmark course tensorboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test-fast: $(STAMP)      ## the suite without tests marked slow
 
 benchmark: $(STAMP)      ## dlcourse vs a bare PyTorch loop vs DataLoader+transforms
 	$(PY) scripts/benchmark.py $(ARGS)
+
+course: $(STAMP)         ## every course experiment, figures and reports into docs/course/ (QUICK=1: small budgets)
+	$(PY) scripts/course.py $(if $(QUICK),--quick,) $(ARGS)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs

@@ -18,6 +18,7 @@ from dlcourse.data import (FILE_DATASETS, TOY_DATASETS, keep_classes, Data, Data
                            read_dataset)
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
 from dlcourse.data.augment.options import OFF
+from dlcourse.data.switches import shuffle_pixels
 from dlcourse.engine import Settings
 from dlcourse.errors import ConfigError
 from dlcourse.init import init_weights
@@ -47,6 +48,13 @@ def dataset_info(cfg: DictConfig) -> DatasetInfo:
     d = cfg.dataset
     info = describe_dataset(d.name, root=d.root, image_shape=d.image_shape, num_classes=d.num_classes,
                             image_size=d.image_size, arms=d.arms)
+    switches = [f"dataset.{k}={d[k]}" for k, off in (("per_class", None), ("normalize", "per_channel"),
+                                                       ("label_noise", 0.0), ("shuffle_pixels", False)) if d[k] != off]
+    if switches and d.name in FILE_DATASETS:
+        raise ConfigError(f"{', '.join(switches)}: these data switches work on in-memory datasets; "
+                          f"dataset={d.name} is read from files batch by batch. Remove them.")
+    if d.shuffle_pixels and d.name in TOY_DATASETS:
+        raise ConfigError(f"dataset.shuffle_pixels=true permutes image pixels; dataset={d.name} holds vectors.")
     if d.classes is not None and d.name in FILE_DATASETS:
         raise ConfigError("dataset.classes selects classes of in-memory datasets; for an image folder, give a "
                           "folder that holds only the wanted class folders.")
@@ -219,7 +227,10 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device,
                                image_size=d.image_size, toy=toy_options(cfg))
         if d.classes is not None:
             dataset = keep_classes(dataset, list(d.classes))
-        data = build_data(dataset, subset=d.subset, train_transform=augmentation.transform, **common)
+        if d.shuffle_pixels:
+            dataset = shuffle_pixels(dataset, d.split_seed)
+        data = build_data(dataset, subset=d.subset, train_transform=augmentation.transform, normalize=d.normalize,
+                          per_class=d.per_class, label_noise=d.label_noise, **common)
     if (tuple(data.image_shape), data.num_classes) != (tuple(info.image_shape), info.num_classes):
         raise RuntimeError(f"dataset {d.name}: read {data.image_shape} x {data.num_classes} classes, "
                            f"described as {info.image_shape} x {info.num_classes} (dlcourse.data.describe_dataset)")

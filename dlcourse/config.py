@@ -56,6 +56,10 @@ class DatasetConfig:
     split_seed: int = 0  # draws the train/val split, independently of `seed` (which drives training)
     subset: Optional[int] = None  # keep only the first N training images (quick experiments)
     classes: Optional[List[int]] = None  # keep only these classes (relabelled 0..k-1 in this order), e.g. [5,6,7,8,9]
+    per_class: Optional[int] = None  # keep the first N training images of each class (a balanced small set)
+    normalize: str = "per_channel"  # per_channel | per_pixel | none: the input normalisation (training-split statistics)
+    label_noise: float = 0.0  # fraction of training labels replaced by another class (drawn from split_seed)
+    shuffle_pixels: bool = False  # one fixed permutation of the pixels for every image (drawn from split_seed)
     image_shape: Optional[List[int]] = None  # synthetic: [C, H, W]
     num_classes: Optional[int] = None  # synthetic
     size: Optional[int] = None  # synthetic: number of training images
@@ -229,6 +233,10 @@ def validate(cfg: DictConfig) -> None:
     _check(p is None or p >= 1, "trainer.early_stopping.patience", p, "it must be null (off) or >= 1")
     _check(0.0 <= d.val_split < 1.0, "dataset.val_split", d.val_split, "it must be in [0, 1)")
     _check(d.subset is None or d.subset >= 1, "dataset.subset", d.subset, "it must be null or >= 1")
+    _check(d.per_class is None or d.per_class >= 1, "dataset.per_class", d.per_class, "it must be null or >= 1")
+    _check(d.normalize in ("per_channel", "per_pixel", "none"), "dataset.normalize", d.normalize,
+           "allowed: per_channel, per_pixel, none")
+    _check(0.0 <= d.label_noise <= 1.0, "dataset.label_noise", d.label_noise, "it is a fraction in [0, 1]")
     cv = cfg.cv
     _check(cv.folds is None or cv.folds >= 2, "cv.folds", cv.folds, "it must be null (off) or an integer >= 2")
     _check(cv.fold is None or (cv.folds is not None and 0 <= cv.fold < cv.folds), "cv.fold", cv.fold,

@@ -6,6 +6,7 @@ depth order. Activation and gradient statistics are sampled every `every_n_steps
 hooks exist only during a sampled step's forward/backward. Metrics added at each epoch end:
 
     diag/weight_norm/layerI, diag/weight_norm/total   Frobenius norm of each weight; L2 norm of all parameters
+    diag/sparsity/total   fraction of the layers' weights with |w| < 1e-3 (what an L1 penalty drives to zero)
     diag/act_mean/actK, diag/act_std/actK            mean / std of the activation's output
     diag/dead_frac/actK                              fraction of units <= 0 for the whole batch (ReLU-like)
     diag/grad_norm/layerI, diag/grad_norm/total      norm of each weight's gradient; of all gradients
@@ -43,6 +44,8 @@ def activation_names(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if next(m.children(), None) is None and _is_a(m, ACTIVATION_TYPES)]
     return [(f"act{i}", m) for i, m in enumerate(acts, 1)]
 
+
+SPARSE = 1e-3  # a weight below this magnitude counts as zero for diag/sparsity/total
 
 class Diagnostics(Callback):
     """Callback that logs the per-layer statistics switched on (see the module docstring)."""
@@ -155,6 +158,8 @@ class Diagnostics(Callback):
                     metrics[f"diag/weight_norm/{name}"] = v
                 metrics["diag/weight_norm/total"] = values[-1]
                 summary["weight_norm"] = values[:-1]
+                weights = torch.cat([m.weight.detach().flatten().float() for _, m in self._layers])
+                metrics["diag/sparsity/total"] = (weights.abs() < SPARSE).float().mean().item()
             if self.activations and self._act_count:
                 means = {n: (s / self._act_count[n]).tolist() for n, s in self._act_sum.items()}
                 summary.update(act_mean=[], act_std=[], dead_frac=[])

@@ -343,6 +343,11 @@ def _summary(engine: Engine, started: float) -> dict:
     val_acc = [h["val/acc"] for h in st.history if "val/acc" in h]
     if val_acc:
         summary["val/acc_best"] = max(val_acc)
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):  # the last epoch's (over- and under-fitting)
+        last = next((h[key] for h in reversed(st.history) if key in h), None)
+        if last is not None:
+            summary[f"{key}_last"] = last
+    summary["params"] = sum(p.numel() for p in engine.model.parameters())
     return summary
 
 

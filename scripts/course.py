@@ -1,6 +1,7 @@
 """Run the course experiments and collect their figures and reports in docs/course/<experiment>/.
 
-    python scripts/course.py                 # every experiment (about 10 minutes on 2 CPU cores)
+    python scripts/course.py                 # every experiment, full budgets
+    python scripts/course.py --quick         # every experiment with small budgets (a few minutes)
     python scripts/course.py xor_mlp depth_spiral
     python scripts/course.py --list
 
@@ -34,12 +35,37 @@ EXPERIMENTS: dict[str, tuple[list[str], bool]] = {
     "init_depth": (["-m", "experiment=init_depth"], True),
     "activations_depth": (["-m", "experiment=activations_depth"], True),
     "batch_size_noise": (["-m", "experiment=batch_size_noise"], True),
+    # lab II: generalisation and regularisation on Fashion-MNIST
+    "capacity": (["-m", "experiment=capacity"], True),
+    "l1_vs_l2": (["-m", "experiment=l1_vs_l2"], True),
+    "dropout": (["-m", "experiment=dropout"], True),
+    "batchnorm_lr": (["-m", "experiment=batchnorm_lr"], True),
+    "augment_small_data": (["-m", "experiment=augment_small_data"], True),
+    "normalization": (["-m", "experiment=normalization"], True),
+    "mlp_vs_cnn": (["-m", "experiment=mlp_vs_cnn"], True),
+    "plain_vs_residual": (["-m", "experiment=plain_vs_residual"], True),
+    "random_labels": (["-m", "experiment=random_labels"], True),
+    "optimizers": (["-m", "experiment=optimizers"], True),
+    "init_schemes": (["-m", "experiment=init_schemes"], True),
+    "transfer_pretrain": (["experiment=transfer_pretrain_fashion"], False),
+    "transfer_few_shot": (["-m", "experiment=transfer_fashion_few_shot", "finetune=scratch,feature_extractor,full",
+                           "seed=0,1,2"], True),
 }
+# runs whose directory other experiments read (the source model of the transfer recipe)
+OWN_DIRS = {"transfer_pretrain": ROOT / "outputs" / "pretrained" / "lenet_fashion_0-4"}
+# --quick: smaller budgets (epochs) for a check that every experiment runs and draws its figures
+QUICK = {"xor_mlp": 500, "xor_mlp_seeds": 500, "logistic_separable": 200, "sine_regression": 300, "sine_fit": 300,
+         "sine_activations": 200, "mlp_mnist": 2, "depth_spiral": 300, "init_depth": 2, "activations_depth": 3,
+         "batch_size_noise": 10, "capacity": 10, "l1_vs_l2": 5, "dropout": 10, "batchnorm_lr": 2,
+         "augment_small_data": 5, "normalization": 3, "mlp_vs_cnn": 3, "plain_vs_residual": 1, "random_labels": 20,
+         "optimizers": 3, "init_schemes": 2, "transfer_pretrain": 1, "transfer_few_shot": 10}
 
 
-def run(name: str, out_root: Path, work: Path) -> float:
+def run(name: str, out_root: Path, work: Path, quick: bool = False) -> float:
     args, sweep = EXPERIMENTS[name]
-    target = work / name
+    if quick and name in QUICK:
+        args = [*args, f"trainer.max_epochs={QUICK[name]}"]
+    target = OWN_DIRS.get(name, work / name)
     shutil.rmtree(target, ignore_errors=True)
     where = f"hydra.sweep.dir={target}" if sweep else f"hydra.run.dir={target}"
     started = time.perf_counter()
@@ -66,6 +92,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help="experiments to run (default: all)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--quick", action="store_true", help="small budgets (epochs): checks that everything runs")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "course", help="where the figures go")
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "course", help="where the runs go")
     a = p.parse_args(argv)
@@ -78,7 +105,7 @@ def main(argv=None) -> int:
         return 2
     total = 0.0
     for name in a.names or EXPERIMENTS:
-        seconds = run(name, a.out, a.work)
+        seconds = run(name, a.out, a.work, a.quick)
         total += seconds
         print(f"{name}: {seconds:.0f} s -> {a.out / name}", flush=True)
     print(f"total {total:.0f} s")

@@ -16,9 +16,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 
 
 def config_options(name: str) -> dict:
-    """The model's options as configs/model/<name>.yaml sets them."""
+    """The model's options as configs/model/<name>.yaml sets them (the builder's; not model.weights)."""
     options = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"))
     assert options.pop("name") == name
+    assert options.pop("weights") is None  # every model config has the key, off by default
     return options
 
 

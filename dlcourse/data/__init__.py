@@ -15,6 +15,7 @@ from dlcourse.data.folder import FolderLoader, build_folder_data, folder_classes
 from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_stats
 from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
 from dlcourse.data.splits import Split
+from dlcourse.data.switches import corrupt_labels, per_class_indices, pixel_stats
 from dlcourse.data.toy import TOY_DATASETS, describe_toy, read_toy
 from dlcourse.errors import ConfigError
 
@@ -125,21 +126,36 @@ def build_data(dataset: InMemoryDataset, *, batch_size: Optional[int], eval_batc
                seed: int, device: torch.device, subset: Optional[int] = None,
                train_transform: Optional[Transform] = None, limit_train_batches: Optional[int] = None,
                channels_last: bool = False, shard: tuple[int, int] = (0, 1),
-               stats: Optional[tuple[list, list]] = None) -> Data:
+               stats: Optional[tuple[list, list]] = None, normalize: str = "per_channel",
+               per_class: Optional[int] = None, label_noise: float = 0.0) -> Data:
     """Loaders over `dataset`: shuffled (and augmented) training split, validation and test splits.
     `split` divides the training images into training and validation; `seed` draws the shuffling.
     With a data-parallel `shard` = (rank, world), this process trains on its share of each global
     batch and evaluates every world-th validation and test image. `batch_size=None` is the whole
     training split (full-batch gradient descent). `stats` = (mean, std) per channel replaces the
-    training split's own statistics (the normalisation pretrained weights expect)."""
+    training split's own statistics (the normalisation pretrained weights expect). `normalize`:
+    per_channel statistics, per_pixel ones, or none (inputs in [0, 1]); `per_class` keeps the first N
+    images of each class; `label_noise` gives that fraction of the training labels another class."""
     images, labels = dataset.train_images, dataset.train_labels
+    if per_class is not None:
+        keep = per_class_indices(labels, per_class)
+        images, labels = images[keep], labels[keep]
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
     train_idx, val_idx = split.indices(labels)
     if len(train_idx) == 0:
         raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of {len(labels)}.")
+    if label_noise:
+        labels = corrupt_labels(labels, train_idx, label_noise, len(dataset.classes), split.seed)
     batch_size = batch_size or len(train_idx)
-    mean, std = channel_stats(images[train_idx]) if stats is None else (torch.tensor(stats[0]), torch.tensor(stats[1]))
+    if stats is not None:
+        mean, std = torch.tensor(stats[0]), torch.tensor(stats[1])
+    elif normalize == "per_pixel":
+        mean, std = pixel_stats(images[train_idx])
+    elif normalize == "none":
+        mean, std = torch.zeros(images.shape[1]), torch.ones(images.shape[1])
+    else:
+        mean, std = channel_stats(images[train_idx])
     normalize = Normalize(mean, std, device, ndim=images.dim())
     store = data_device(dataset, device)
 

@@ -40,9 +40,9 @@ class Normalize:
     """(x - mean) / std per channel (or per feature of vectors), in place, on the batch's device."""
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, device: torch.device, ndim: int = 4):
-        shape = (1, -1, *[1] * (ndim - 2))
-        self.mean = mean.view(shape).to(device)
-        self.std = std.view(shape).to(device)
+        shape = (1, -1, *[1] * (ndim - 2)) if mean.dim() == 1 else (1, *mean.shape)  # per channel, or per pixel
+        self.mean = mean.reshape(shape).to(device)
+        self.std = std.reshape(shape).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x.sub_(self.mean).div_(self.std)

@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
     "resnet18": "resnet",
     "resnet34": "resnet",
     "resnet50": "resnet",
+    "cifar_resnet": "cifar_resnet",
 }
 
 

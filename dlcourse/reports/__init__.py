@@ -71,6 +71,11 @@ def write_report(sweep_dir: Path | str, log=print) -> Path:
         if any(j.history is not None for j in jobs):
             pngs.append(figures.learning_curves(summary, jobs, sweep_dir / "report_curves.png"))
         pngs += gallery.run_figures(summary, jobs, sweep_dir)
+        numeric = [k for k in summary.keys if summary.table[k].map(figures.as_number).notna().all()]
+        if len(summary.keys) == 1 and numeric:
+            fit = gallery.train_val_against_key(summary, numeric[0], sweep_dir / "report_train_vs_val.png")
+            if fit is not None:
+                pngs.append(fit)
         depth = gallery.depth_profiles(summary, jobs, sweep_dir / "report_depth.png")
         if depth is not None:
             pngs.append(depth)

@@ -102,3 +102,32 @@ def depth_profiles(summary: Summary, jobs: list[Job], out: Path) -> Optional[Pat
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def train_val_against_key(summary: Summary, key: str, out: Path) -> Optional[Path]:
+    """Training and validation error (last epoch, mean ± std over seeds) against a swept numeric key:
+    the under- and over-fitting picture of a capacity sweep."""
+    t = summary.table
+    if "train/acc_last mean" not in t or "val/acc_last mean" not in t:
+        return None
+    from dlcourse.reports.jobs import as_number
+
+    x = t[key].map(as_number).to_numpy(dtype=float)
+    order = np.argsort(x)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for split, style in (("train", "-o"), ("val", "-s")):
+        mean = 100 * (1 - t[f"{split}/acc_last mean"].to_numpy(dtype=float))
+        std = 100 * t[f"{split}/acc_last std"].fillna(0).to_numpy(dtype=float)
+        ax.errorbar(x[order], mean[order], yerr=std[order], fmt=style, capsize=3,
+                    label=f"{'training' if split == 'train' else 'validation'} error")
+    if (x > 0).all() and x.max() / x.min() >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel("error at the last epoch (%)")
+    ax.set_title(f"training vs validation error against {key}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -9,7 +9,8 @@ from dlcourse.tasks import lower_is_better
 from dlcourse.reports.jobs import REPEATS, Job, swept_keys
 
 SUMMED = ("test/acc", "test/loss", "test/acc5", "test/mse", "test/mae", "test/r2", "best_epoch",
-          "train/images_per_s", "train/epoch_time_s")
+          "train/images_per_s", "train/epoch_time_s", "train/acc_last", "val/acc_last", "params",
+          "diag/sparsity/total", "diag/weight_norm/total")
 
 
 SOLVED = "runs at 100% test acc"
@@ -51,6 +52,9 @@ def summarize(jobs: list[Job]) -> Summary:
         row = {"job": job.path.name, "configuration": configuration(job, keys),
                **{k: job.overrides.get(k) for k in swept}, monitor: job.metrics.get(best_key)}
         row.update({m: job.metrics.get(m) for m in SUMMED if m in job.metrics})
+        if job.history is not None:  # per-epoch diagnostics: their last value
+            row.update({m: job.history[m].dropna().iloc[-1] for m in SUMMED
+                        if m not in row and m in job.history and job.history[m].notna().any()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -81,7 +85,7 @@ def markdown_table(summary: Summary) -> str:
         mean, std = t[f"{m} mean"], t[f"{m} std"]
         if m == "train/epoch_time_s":
             shown[m] = mean.map(lambda v: f"{v:.3g}")
-        elif m in ("best_epoch", "train/images_per_s"):
+        elif m in ("best_epoch", "train/images_per_s", "params"):
             shown[m] = mean.map(lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
         else:
             name = f"best {m}" if m == summary.monitor else m
