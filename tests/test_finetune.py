@@ -78,7 +78,7 @@ def lenet_checkpoint(tmp_path_factory):
 COMMON = ["model=lenet", "trainer.deterministic=true", "figures.enabled=false", "dataset.subset=300"]
 
 
-@pytest.mark.parametrize("sched", ["none", "cosine", "onecycle", "step"])
+@pytest.mark.parametrize("sched", ["none", "onecycle"])
 def test_unfreeze_at_epoch_unfreezes_then_under_every_schedule(tmp_path, lenet_checkpoint, sched):
     source = torch.load(lenet_checkpoint, weights_only=True)["model"]
     train(tmp_path / "r", [*COMMON, f"model.weights={lenet_checkpoint}", "finetune.freeze=backbone",
