@@ -213,13 +213,6 @@ def caching_applies(plan: FreezePlan, max_epochs: int, bn_frozen: bool, augmente
     return setting in ("true", "auto") and not why
 
 
-def reset(modules: Sequence[nn.Module]) -> None:
-    """Fresh default initialisation of `modules` (a new head)."""
-    for m in modules:
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-
-
 def check_multipliers(head_lr_mult: float, backbone_lr_mult: float, layer_decay: Optional[float]) -> None:
     for key, v in (("head_lr_mult", head_lr_mult), ("backbone_lr_mult", backbone_lr_mult)):
         if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):

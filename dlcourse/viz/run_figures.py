@@ -83,8 +83,8 @@ class RunFigures(Callback):
         y = engine.data.train.labels.cpu().numpy()[:, 0]
         margin = 0.1 * (x.max() - x.min())
         grid = np.linspace(x.min() - margin, x.max() + margin, 400, dtype=np.float32)
-        contributions = hidden_contributions(engine.model, lambda m: self._predict(engine, grid[:, None]))
-        pred = self._predict(engine, grid[:, None])[:, 0].numpy()
+        out, contributions = hidden_contributions(engine.model, lambda: self._predict(engine, grid[:, None]))
+        pred = out[:, 0].numpy()
         target = self.target(grid) if self.target is not None else None
         return course.regression_fit(x, y, grid, pred, self.dir / "regression_fit.png", self.title,
                                      target=target, contributions=contributions)
@@ -108,21 +108,21 @@ class RunFigures(Callback):
         return paths
 
 
-def hidden_contributions(model: nn.Module, run) -> Optional[np.ndarray]:
-    """For a net with one hidden layer and one output: each hidden unit's term w_j * a_j(x) of the
-    output [M, H] (their sum plus the output bias is the fit), recorded while `run(model)` runs;
-    None for other architectures."""
+def hidden_contributions(model: nn.Module, run) -> tuple[torch.Tensor, Optional[np.ndarray]]:
+    """`run()`'s output and, for a net with one hidden layer and one output, each hidden unit's term
+    w_j * a_j(x) of that output [M, H] (their sum plus the output bias is the fit), recorded during
+    the same pass; None for other architectures."""
     acts = [m for m in model.modules() if not list(m.children()) and not isinstance(m, (nn.Linear, nn.Flatten, nn.Dropout))]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if len(linears) != 2 or len(acts) != 1 or linears[-1].out_features != 1:
-        return None
+        return run(), None
     seen = {}
     hook = acts[0].register_forward_hook(lambda mod, args, out: seen.update(a=out.detach().float().cpu()))
     try:
-        run(model)
+        out = run()
     finally:
         hook.remove()
-    return (seen["a"] * linears[-1].weight.detach().float().cpu()[0]).numpy()
+    return out, (seen["a"] * linears[-1].weight.detach().float().cpu()[0]).numpy()
 
 
 def _read_png(path: Path) -> np.ndarray:
