@@ -53,6 +53,10 @@ def dataset_info(cfg: DictConfig) -> DatasetInfo:
     if switches and d.name in FILE_DATASETS:
         raise ConfigError(f"{', '.join(switches)}: these data switches work on in-memory datasets; "
                           f"dataset={d.name} is read from files batch by batch. Remove them.")
+    class_switches = [s for s in switches if s.startswith(("dataset.per_class=", "dataset.label_noise="))]
+    if class_switches and info.task == "regression":
+        raise ConfigError(f"{', '.join(class_switches)} works on class labels; dataset={d.name} is a regression "
+                          "dataset (real-valued targets). Remove it, or use dataset.subset for fewer samples.")
     if d.shuffle_pixels and d.name in TOY_DATASETS:
         raise ConfigError(f"dataset.shuffle_pixels=true permutes image pixels; dataset={d.name} holds vectors.")
     if d.classes is not None and d.name in FILE_DATASETS:

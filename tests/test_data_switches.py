@@ -71,5 +71,7 @@ def test_switches_are_refused_where_they_cannot_apply(tmp_path):
 
     with pytest.raises(ConfigError, match="dataset.shuffle_pixels=true permutes image pixels"):
         train(tmp_path / "r", ["dataset=moons", "dataset.shuffle_pixels=true"])
+    with pytest.raises(ConfigError, match="dataset.label_noise=0.2 works on class labels; dataset=sine is a regression"):
+        train(tmp_path / "t", ["dataset=sine", "dataset.label_noise=0.2"])
     with pytest.raises(ConfigError, match="dataset.normalize"):
         train(tmp_path / "s", ["dataset.normalize=zscore"])
