@@ -56,7 +56,7 @@ needs_fashion_mnist = pytest.mark.skipif(
 
 
 def recompute_test_metrics(run_dir: Path) -> dict:
-    """Accuracy and plain cross-entropy of checkpoints/best.pt on the test split, computed here from
+    """Accuracy and plain cross-entropy (binary: BCE) of checkpoints/best.pt on the test split, computed here from
     the checkpoint's stored config (independently of the engine's evaluation)."""
     import torch
     import torch.nn.functional as F
@@ -74,5 +74,9 @@ def recompute_test_metrics(run_dir: Path) -> dict:
     with torch.no_grad():
         pairs = [(model(x), y) for x, y in data.test]
     logits, labels = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    if logits.shape[1] == 1:  # binary: one logit, class 1 where it is positive
+        logits = logits.squeeze(1).double()
+        return {"acc": ((logits > 0).long() == labels).double().mean().item(),
+                "bce": F.binary_cross_entropy_with_logits(logits, labels.double()).item(), "n": len(labels)}
     return {"acc": (logits.argmax(1) == labels).double().mean().item(),
             "cross_entropy": F.cross_entropy(logits.double(), labels).item(), "n": len(labels)}
