@@ -148,7 +148,7 @@ def test_scratch_ignores_the_weights_and_a_wrong_architecture_is_refused(tmp_pat
 
     train(tmp_path / "s", [*COMMON, f"model.weights={lenet_checkpoint}", "finetune=scratch", "trainer.max_epochs=1"])
     assert not (tmp_path / "s" / "transfer.json").exists()
-    with pytest.raises(ConfigError, match="does not fit model mlp"):
+    with pytest.raises(ConfigError, match="model=lenet and does not fit model=mlp"):
         train(tmp_path / "m", ["model=mlp", f"model.weights={lenet_checkpoint}", "trainer.max_epochs=1"])
 
 
