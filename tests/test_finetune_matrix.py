@@ -45,20 +45,28 @@ def check_frozen_and_moved(last_pt, source: dict, frozen: list[str]) -> None:
     assert not torch.equal(trained["classifier.7.weight"], torch.zeros_like(trained["classifier.7.weight"]))
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, lenet_checkpoint):  # noqa: F811
+    """Every mode trained in this process: {mode: its run directory}."""
+    root = tmp_path_factory.mktemp("one_process")
+    for mode, (overrides, _) in MODES.items():
+        if mode == "partial":  # the keys of the test-only option, on the command line
+            overrides = ["finetune=full", "finetune.freeze=[features.0]", "finetune.bn=frozen"]
+        train(root / mode, [*DATA, f"model.weights={lenet_checkpoint}", *overrides])
+    return {mode: root / mode for mode in MODES}
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_one_process(tmp_path, lenet_checkpoint, mode):  # noqa: F811
-    overrides, frozen = MODES[mode]
-    if mode == "partial":  # the keys of the test-only option, on the command line
-        overrides = ["finetune=full", "finetune.freeze=[features.0]", "finetune.bn=frozen"]
-    train(tmp_path / mode, [*DATA, f"model.weights={lenet_checkpoint}", *overrides])
+def test_one_process(one_process, lenet_checkpoint, mode):  # noqa: F811
     source = torch.load(lenet_checkpoint, weights_only=True)["model"]
-    check_frozen_and_moved(tmp_path / mode / "checkpoints" / "last.pt", source, frozen)
-    assert ("feature cache" in (tmp_path / mode / "train.log").read_text()) == (mode == "feature_extractor")
+    check_frozen_and_moved(one_process[mode] / "checkpoints" / "last.pt", source, MODES[mode][1])
+    assert ("feature cache" in (one_process[mode] / "train.log").read_text()) == (mode == "feature_extractor")
 
 
 @pytest.mark.slow
-def test_two_processes(tmp_path, lenet_checkpoint, config_dir):  # noqa: F811
-    """Every mode in one torchrun launch (a Hydra sweep), so the 2-process start-up is paid once."""
+def test_two_processes(tmp_path, lenet_checkpoint, config_dir, one_process):  # noqa: F811
+    """Every mode in one torchrun launch (a Hydra sweep), so the 2-process start-up is paid once; the
+    processes train like one process with the same global batch (a stage thawed late included)."""
     out = torchrun(["--config-dir", str(config_dir), "-m", f"model.weights={lenet_checkpoint}",
                     "finetune=" + ",".join(options[0][0].split("=")[1] for options in MODES.values()),
                     *DATA, "trainer.strategy=ddp", f"hydra.sweep.dir={tmp_path}/sweep",
@@ -68,6 +76,10 @@ def test_two_processes(tmp_path, lenet_checkpoint, config_dir):  # noqa: F811
     for i, (mode, (_, frozen)) in enumerate(MODES.items()):
         run_dir = tmp_path / "sweep" / str(i)
         check_frozen_and_moved(run_dir / "checkpoints" / "last.pt", source, frozen)
+        two = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+        one = torch.load(one_process[mode] / "checkpoints" / "last.pt", weights_only=True)["model"]
+        for name, tensor in one.items():
+            torch.testing.assert_close(two[name], tensor, rtol=1e-4, atol=1e-5, msg=f"{mode}: {name}")
         log = (run_dir / "train.log").read_text()
         assert "540 train / 60 val / 180 test" in log and log.count("epoch 3/3") == 1, mode  # the whole splits
         if mode == "feature_extractor":
