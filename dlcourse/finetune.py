@@ -233,8 +233,9 @@ def caching_applies(model: nn.Module, plan: FreezePlan, max_epochs: int, bn_froz
     setting = str(setting).lower()
     if setting == "false":
         return False
-    training = sorted({n for e in range(1, max_epochs + 1) for n in trains_below_head(model, plan.frozen_at(e))},
-                      key=[n for n, _ in model.named_modules()].index)
+    states = {tuple(plan.frozen_at(e)) for e in range(1, max_epochs + 1)}  # a few distinct freeze states
+    training = {n for frozen in states for n in trains_below_head(model, frozen)}
+    training = [n for n, _ in model.named_modules() if n in training]
     why = ([f"{', '.join(_with_parameters(model, training) or training)} train below the head"] if training else []) + \
           ([] if bn_frozen else ["finetune.bn=train (frozen parts must stay in eval mode)"]) + \
           (["training augmentation is on"] if augmented else [])
