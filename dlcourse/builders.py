@@ -135,7 +135,7 @@ def load_weights(cfg: DictConfig, model: torch.nn.Module, model_name: str):
         heads = set(head_modules(model))
         dropped = [k for k in pretrained.state_dict if k.rpartition(".")[0] in heads and k in own]
         pretrained.state_dict = {k: v for k, v in pretrained.state_dict.items() if k not in dropped}
-    report = load_matching(model, pretrained, model_name=model_name)
+    report = load_matching(model, pretrained, model_name=model_name, allow_partial=cfg.finetune.allow_partial)
     report.missing = [k for k in report.missing if k not in dropped]
     report.reinitialised += [(k, "a new head for this task (finetune.head=reset)") for k in dropped]
     first_conv = next((f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)), None)

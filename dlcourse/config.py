@@ -153,6 +153,7 @@ class FinetuneConfig:
     bn: str = "train"  # train | frozen: frozen parts stay in eval mode (batch-norm statistics fixed, no dropout)
     normalize: str = "weights"  # weights: the input normalisation the weights were trained with | dataset
     cache_features: str = "auto"  # auto | true | false: train the head on the frozen backbone's features
+    allow_partial: bool = False  # true: load what fits from weights of another architecture (else refused)
 
 
 @dataclass

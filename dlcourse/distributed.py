@@ -77,6 +77,14 @@ def barrier() -> None:
         dist.barrier()
 
 
+def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` in DistributedDataParallel: gradients of its trainable parameters (requires_grad now;
+    frozen ones are left out) averaged over the processes after each backward pass."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def local_batch(batch_size: Optional[int]) -> Optional[int]:
     """This process's share of the global `batch_size` (None: the whole training set)."""
     _, world = rank_and_world()

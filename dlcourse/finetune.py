@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -34,13 +34,16 @@ class FreezePlan:
     def frozen_at(self, epoch: int) -> list[str]:
         if self.unfreeze_at_epoch is not None and epoch >= self.unfreeze_at_epoch:
             return []
-        if self.unfreeze_every:
-            thawed = {p for stage in self.order[:epoch // self.unfreeze_every] for p in stage}
+        if self.unfreeze_every:  # epochs 1..N: the head alone; then one more stage every N epochs
+            thawed = {p for stage in self.order[:(epoch - 1) // self.unfreeze_every] for p in stage}
             return [p for p in self.frozen if p not in thawed]
         return list(self.frozen)
 
-    def always_frozen(self, max_epochs: int) -> bool:
-        return bool(self.frozen) and self.frozen_at(max_epochs) == self.frozen
+    def reason(self) -> str:
+        if self.unfreeze_every:
+            every = "epoch" if self.unfreeze_every == 1 else f"{self.unfreeze_every} epochs"
+            return f"finetune=gradual, one more stage every {every}"
+        return f"finetune.unfreeze_at_epoch={self.unfreeze_at_epoch}"
 
 
 def _matches(name: str, prefixes: Sequence[str]) -> bool:
@@ -131,22 +134,33 @@ class Finetune(Callback):
     def __init__(self, plan: FreezePlan, bn_frozen: bool):
         self.plan, self.bn_frozen = plan, bn_frozen
         self.current: Optional[list[str]] = None
+        self.rewrap: Optional[Callable[[], nn.Module]] = None  # data-parallel: the forward module wrapped anew
 
-    def apply(self, model: nn.Module, epoch: int, log=None) -> None:
+    def apply(self, model: nn.Module, epoch: int, log=None) -> bool:
+        """Freeze what `epoch` keeps frozen; True when that changed the trainable set."""
         frozen = self.plan.frozen_at(epoch)
         for name, p in model.named_parameters():
             p.requires_grad_(not _matches(name, frozen))
-        if self.current is not None and frozen != self.current and log is not None:
-            thawed = [p for p in self.current if p not in frozen]
-            log(f"epoch {epoch}: unfrozen {', '.join(thawed)}; still frozen: {', '.join(frozen) or 'nothing'}")
+        changed = self.current is not None and frozen != self.current
+        if changed and log is not None:
+            log(f"epoch {epoch}: unfreezing {', '.join(_with_parameters(model, self.current, frozen))} "
+                f"({self.plan.reason()}); still frozen: {', '.join(_with_parameters(model, frozen)) or 'nothing'}")
         self.current = frozen
         if self.bn_frozen:
             modules = dict(model.named_modules())
             for prefix in frozen:
                 modules[prefix].eval()
+        return changed
 
     def on_epoch_start(self, engine, epoch: int) -> None:
-        self.apply(engine.model, epoch, engine.logger.info)
+        if self.apply(engine.model, epoch, engine.logger.info) and self.rewrap is not None:
+            engine.forward = self.rewrap()  # DDP reduces the gradients of the parameters trainable when wrapped
+
+
+def _with_parameters(model: nn.Module, prefixes: Sequence[str], but: Sequence[str] = ()) -> list[str]:
+    """The `prefixes` (not in `but`) that hold parameters: what a reader recognises as layers."""
+    names = [n for n, _ in model.named_parameters()]
+    return [p for p in prefixes if p not in but and any(_matches(n, [p]) for n in names)]
 
 
 @torch.no_grad()
@@ -179,8 +193,10 @@ def cache_features(model: nn.Module, data, device: torch.device):
     def loader(src, shuffle: bool):
         generator = getattr(src, "generator", None)
         state = generator.get_state() if generator is not None else None
+        shard = (0, 1)
         if hasattr(src, "images"):  # in memory: every image once, in stored order
             src_once = TensorLoader(src.images, src.labels, 1024, device=device, normalize=src.normalize)
+            shard = (src.rank, src.world)  # data-parallel: this process's share of each global batch, as before
         else:  # image folders: one pass of the loader itself
             src_once = src
         x, y = backbone_features(model, head, src_once, device)
@@ -190,7 +206,7 @@ def cache_features(model: nn.Module, data, device: torch.device):
         identity = Normalize(torch.zeros(x.shape[1]), torch.ones(x.shape[1]), device, ndim=2)
         return TensorLoader(x, y, src.batch_size, device=device, normalize=identity, shuffle=shuffle,
                             generator=src.generator if shuffle else None,
-                            limit_batches=getattr(src, "limit_batches", None))
+                            limit_batches=getattr(src, "limit_batches", None), shard=shard)
 
     train = loader(data.train, True)
     cached = Data(train, loader(data.val, False) if data.val is not None else None, loader(data.test, False),
@@ -198,19 +214,36 @@ def cache_features(model: nn.Module, data, device: torch.device):
     return cached, dict(model.named_modules())[head]
 
 
-def caching_applies(plan: FreezePlan, max_epochs: int, bn_frozen: bool, augmented: bool,
+MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+
+
+def trains_below_head(model: nn.Module, frozen: Sequence[str]) -> list[str]:
+    """Modules outside the head whose output changes while training with `frozen` frozen: those with
+    trainable parameters, and dropout or batch norm not in a frozen (eval-mode) part."""
+    head = head_modules(model)
+    return [name for name, m in model.named_modules()
+            if name and not _matches(name, head) and not _matches(name, frozen)
+            and (next(m.parameters(recurse=False), None) is not None or isinstance(m, MODE_DEPENDENT))]
+
+
+def caching_applies(model: nn.Module, plan: FreezePlan, max_epochs: int, bn_frozen: bool, augmented: bool,
                     setting: Union[str, bool]) -> bool:
-    """Whether the head can train on cached features: the backbone frozen for the whole run, in eval
-    mode, and no training augmentation. `setting`: auto | true | false (true fails loudly if not)."""
+    """Whether the head can train on cached features: everything below the head frozen for the whole run,
+    in eval mode, and no training augmentation. `setting`: auto | true | false (true fails loudly if not)."""
     setting = str(setting).lower()
-    why = ([] if plan.always_frozen(max_epochs) else ["the backbone is not frozen for the whole run"]) + \
+    if setting == "false":
+        return False
+    states = {tuple(plan.frozen_at(e)) for e in range(1, max_epochs + 1)}  # a few distinct freeze states
+    training = {n for frozen in states for n in trains_below_head(model, frozen)}
+    training = [n for n, _ in model.named_modules() if n in training]
+    why = ([f"{', '.join(_with_parameters(model, training) or training)} train below the head"] if training else []) + \
           ([] if bn_frozen else ["finetune.bn=train (frozen parts must stay in eval mode)"]) + \
           (["training augmentation is on"] if augmented else [])
     if setting == "true" and why:
-        raise ConfigError(f"finetune.cache_features=true, but the backbone's features change during training: "
-                          f"{'; '.join(why)}. Use finetune=feature_extractor augment=none, or "
-                          "finetune.cache_features=auto.")
-    return setting in ("true", "auto") and not why
+        raise ConfigError(f"finetune.cache_features=true, but the features the head takes would change during "
+                          f"training: {'; '.join(why)}. Use finetune=feature_extractor augment=none, or "
+                          "finetune.cache_features=auto (caches only when the whole backbone stays frozen).")
+    return not why
 
 
 def check_multipliers(head_lr_mult: float, backbone_lr_mult: float, layer_decay: Optional[float]) -> None:

@@ -176,12 +176,16 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
     with torch_flags(t.deterministic), collect_warnings() as early_warnings:
         seed_everything(cfg.seed)
         model, model_name = make_model(cfg, info, device, task)  # before the data: its errors cost no reading
-        transfer = load_weights(cfg, model, model_name)  # model.weights (dlcourse/transfer.py)
+        finetuning = cfg.model.get("weights") is not None and cfg.finetune.pretrained
+        # model.weights (dlcourse/transfer.py); a resumed run takes every weight from its checkpoint
+        transfer = load_weights(cfg, model, model_name) if resumed is None else None
+        if resumed is not None:  # before any feature cache is computed from the backbone
+            model.load_state_dict(resumed["model"])
         if world > 1:
             torch.manual_seed(cfg.seed + 7919 * rank)  # the same initial weights, then dropout of its own
         optimizer = make_optimizer(cfg, model)
         loss_fn, eval_loss_fn = make_losses(cfg, task)
-        data, augmentation = make_data(cfg, info, device, input_stats(cfg, transfer, info))
+        data, augmentation = make_data(cfg, info, device, input_stats(cfg, transfer, info, resumed))
         if cfg.lr_find.enabled:
             lr = _find_lr(cfg, model, optimizer, loss_fn, data, augmentation, device, run_dir, overrides,
                           early_warnings)
@@ -194,7 +198,7 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
                  "normalization": {"mean": data.normalize.mean.flatten().tolist(),
                                    "std": data.normalize.std.flatten().tolist()}}
         forward_model = model
-        if transfer is not None and _caching(cfg, model, augmentation):
+        if finetuning and _caching(cfg, model, augmentation):
             from dlcourse.finetune import cache_features
 
             seconds = time.perf_counter()
@@ -204,10 +208,15 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
                     f"once in {time.perf_counter() - seconds:.1f} s; the head trains on them")
             print(note, flush=True)
             early_warnings.append(note)
-        if world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            forward_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        callbacks = make_callbacks(cfg, run_dir, model_name, model)
+        finetune = next((c for c in callbacks if type(c).__name__ == "Finetune"), None)
+        if finetune is not None:  # the first epoch's freeze state, seen by the summary and by DDP
+            finetune.apply(model, (resumed["state"]["epoch"] if resumed else 0) + 1)
+        if world > 1:  # frozen parameters are left out; a change of the trainable set wraps anew
+            trained = forward_model
+            forward_model = distributed.data_parallel(trained, device)
+            if finetune is not None:
+                finetune.rewrap = lambda: distributed.data_parallel(trained, device)
         if t.compile:
             forward_model = compile_model(forward_model, next(iter(data.train))[0])
         schedule = make_schedule(cfg, optimizer, len(data.train), settings.mode)
@@ -219,7 +228,6 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
             write_metrics(run_dir / "transfer.json", transfer[1].as_dict())
             logger.info(f"model.weights: {transfer[1].summary()}")
             logger.writer.add_text("transfer", "```\n" + transfer[1].summary().replace("; ", "\n") + "\n```", 0)
-        callbacks = make_callbacks(cfg, run_dir, model_name, model)
         if not distributed.is_main():  # other ranks freeze like rank 0 but draw and measure nothing
             callbacks = [c for c in callbacks if type(c).__name__ == "Finetune"]
         engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
@@ -230,6 +238,9 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
             return _fit(engine, cfg, run_dir, resumed, ckpt_path, augmentation, started, overrides or [])
         except UserError as e:
             logger.to_file(f"Error: {e}")
+            raise
+        except Exception as e:  # not the user's: its traceback goes to the console, its message here
+            logger.to_file(f"Error: {type(e).__name__}: {e}")
             raise
         finally:
             logger.close()
@@ -278,8 +289,11 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
             generator.set_state(state)
         logger.images("train/images", data.normalize.invert(x[:64]))
     logger.info(model_summary(engine.model, engine.extra["image_shape"], engine.device))
+    # each process evaluates its share of the validation and test sets: the console shows the whole
+    val, test = distributed.sum_over_processes(torch.tensor([data.val.num_samples if data.val else 0,
+                                                             data.test.num_samples], device=engine.device)).tolist()
     logger.info(f"{engine.extra['model_name']} on {cfg.dataset.name} ({engine.task.name}; {data.train.num_samples} "
-                f"train / {data.val.num_samples if data.val else 0} val / {data.test.num_samples} test, batch "
+                f"train / {val} val / {test} test, batch "
                 f"{data.train.batch_size}), device {engine.device}, loss {cfg.loss.name}, monitor "
                 f"{engine.s.monitor}, augment {augmentation}, run dir {run_dir}")
     with _StopOnSignal(engine) as stopper:
@@ -294,12 +308,17 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
     return _finish(engine, cfg, run_dir, started, overrides)
 
 
-def input_stats(cfg: DictConfig, transfer, info) -> Optional[tuple[list, list]]:
+def input_stats(cfg: DictConfig, transfer, info, resumed: Optional[dict] = None) -> Optional[tuple[list, list]]:
     """The input normalisation pretrained weights were trained with (finetune.normalize=weights),
-    averaged over RGB for one-channel data; None = the training split's own statistics."""
-    if transfer is None or cfg.finetune.normalize != "weights" or transfer[0].mean is None:
+    averaged over RGB for one-channel data, or, resuming such a run, its checkpoint's; None = the
+    training split's own statistics."""
+    if cfg.finetune.normalize != "weights" or cfg.model.get("weights") is None or not cfg.finetune.pretrained:
         return None
-    mean, std = list(transfer[0].mean), list(transfer[0].std)
+    stored = (resumed or {}).get("normalization") or {}
+    mean, std = (stored.get("mean"), stored.get("std")) if resumed else (transfer[0].mean, transfer[0].std)
+    if mean is None or (len(info.image_shape) == 3 and resumed and len(mean) != info.image_shape[0]):
+        return None  # per-pixel statistics of the data: computed again, identically
+    mean, std = list(mean), list(std)
     channels = info.image_shape[0] if len(info.image_shape) == 3 else len(mean)
     if channels != len(mean):
         mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
@@ -312,7 +331,7 @@ def _caching(cfg: DictConfig, model, augmentation) -> bool:
     f = cfg.finetune
     plan = freeze_plan(model, f.freeze, f.unfreeze_at_epoch, f.unfreeze_every)
     augmented = augmentation.transform is not None or augmentation.batch_transform is not None
-    return caching_applies(plan, cfg.trainer.max_epochs, f.bn == "frozen", augmented, f.cache_features)
+    return caching_applies(model, plan, cfg.trainer.max_epochs, f.bn == "frozen", augmented, f.cache_features)
 
 
 def model_summary(model: torch.nn.Module, input_shape, device: torch.device) -> str:

@@ -171,11 +171,21 @@ def _adapt_input_conv(weight: torch.Tensor, channels: int) -> tuple[torch.Tensor
     return w.to(weight.dtype), f"RGB filters repeated to {channels} input channels and scaled by 3/{channels}"
 
 
+PARTIAL_HINT = "or load the tensors that fit anyway with finetune.allow_partial=true"
+
+
 def load_matching(model: nn.Module, pretrained: Pretrained, min_fraction: float = 0.5, *,
-                  model_name: str | None = None) -> TransferReport:
+                  model_name: str | None = None, allow_partial: bool = False) -> TransferReport:
     """Copy the tensors of `pretrained` that match the model's by name and shape (the first convolution is adapted
-    to other input channels); a ConfigError when under `min_fraction` of the parameters match."""
+    to other input channels). A ConfigError when under `min_fraction` of the parameters match, and, unless
+    `allow_partial`, when the weights are for another architecture: a checkpoint of another model, or tensors
+    whose names the model does not have."""
     own, src = model.state_dict(), pretrained.state_dict
+    if (model_name and pretrained.model_name and not allow_partial
+            and pretrained.model_name not in (model_name, f"{model_name}_bn")):
+        raise ConfigError(f"model.weights: {pretrained.source} is a checkpoint of model={pretrained.model_name} and "
+                          f"does not fit model={model_name}. Give weights of model={model_name}, train "
+                          f"model={pretrained.model_name} instead, {PARTIAL_HINT}.")
     report = TransferReport(pretrained.source, unused=[k for k in src if k not in own])
     heads = set(head_modules(model))
     first = next((f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
@@ -205,6 +215,10 @@ def load_matching(model: nn.Module, pretrained: Pretrained, min_fraction: float 
         raise ConfigError(f"model.weights: {pretrained.source} does not fit model {name}: only {matched} of its "
                           f"{len(params)} parameter tensors match by name and shape ({hint}). Give weights of "
                           "the same architecture, or remove model.weights to train from scratch.")
+    if report.unused and not allow_partial:  # shapes that differ (a head, a small-input stem) are listed, not refused
+        raise ConfigError(f"model.weights: {pretrained.source} looks like weights of another architecture than model "
+                          f"{model_name or type(model).__name__}: {len(report.unused)} of its tensors have no place in "
+                          f"this model ({_few(report.unused)}). Give weights of the same architecture, {PARTIAL_HINT}.")
     with torch.no_grad():
         for name, value in values.items():
             own[name].copy_(value)

@@ -71,7 +71,7 @@ def test_missing_weights_offline_is_one_clear_paragraph(tmp_path):
 @pytest.fixture(scope="module")
 def lenet_checkpoint(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("source") / "run"
-    train(run_dir, ["model=lenet", "trainer.max_epochs=1", "figures.enabled=false"])
+    train(run_dir, ["model=lenet", "trainer.max_epochs=1", "figures.enabled=false", "dataset.classes=[0,1,2,3,4]"])
     return run_dir / "checkpoints" / "best.pt"
 
 
@@ -148,7 +148,7 @@ def test_scratch_ignores_the_weights_and_a_wrong_architecture_is_refused(tmp_pat
 
     train(tmp_path / "s", [*COMMON, f"model.weights={lenet_checkpoint}", "finetune=scratch", "trainer.max_epochs=1"])
     assert not (tmp_path / "s" / "transfer.json").exists()
-    with pytest.raises(ConfigError, match="does not fit model mlp"):
+    with pytest.raises(ConfigError, match="model=lenet and does not fit model=mlp"):
         train(tmp_path / "m", ["model=mlp", f"model.weights={lenet_checkpoint}", "trainer.max_epochs=1"])
 
 
@@ -165,3 +165,80 @@ def test_feature_extractor_on_an_image_folder_with_imagenet_weights(tmp_path, re
     trained = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert torch.equal(trained["layer4.1.conv2.weight"], resnet18_file["layer4.1.conv2.weight"])
     assert trained["fc.weight"].shape == (3, 512) and metrics["epochs_run"] == 2
+
+
+OTHER_CLASSES = [*COMMON, "dataset.classes=[5,6,7,8,9]"]
+
+
+def test_a_partial_freeze_trains_every_unfrozen_layer_and_is_not_cached(tmp_path, lenet_checkpoint):
+    from dlcourse.errors import ConfigError
+
+    source = torch.load(lenet_checkpoint, weights_only=True)["model"]
+    ft = [*OTHER_CLASSES, f"model.weights={lenet_checkpoint}", "finetune.freeze=features.0", "finetune.bn=frozen",
+          "trainer.max_epochs=2"]
+    auto = train(tmp_path / "auto", ft)
+    plain = train(tmp_path / "plain", [*ft, "finetune.cache_features=false"])
+    assert "feature cache" not in (tmp_path / "auto" / "train.log").read_text()
+    a = torch.load(tmp_path / "auto/checkpoints/last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "plain/checkpoints/last.pt", weights_only=True)["model"]
+    assert torch.equal(a["features.0.weight"], source["features.0.weight"])
+    for name in ("features.3.weight", "classifier.1.weight", "classifier.4.weight"):
+        assert not torch.equal(a[name], source[name]), name
+    assert all(torch.equal(a[k], b[k]) for k in a) and auto["test/acc"] == plain["test/acc"]
+    with pytest.raises(ConfigError, match="cache_features=true.*features.3"):
+        train(tmp_path / "forced", [*ft, "finetune.cache_features=true"])
+
+
+def test_gradual_trains_the_head_alone_first_then_one_more_stage_per_epoch(tmp_path, lenet_checkpoint):
+    source = torch.load(lenet_checkpoint, weights_only=True)["model"]
+    train(tmp_path / "r", [*OTHER_CLASSES, f"model.weights={lenet_checkpoint}", "finetune=gradual",
+                           "diagnostics=norms", "trainer.max_epochs=3"])
+    history = pd.read_csv(tmp_path / "r" / "history.csv")
+    norm = {layer: history[f"diag/weight_norm/{layer}"].tolist() for layer in ("layer1", "layer2", "layer3", "layer5")}
+    start = {layer: source[f"{name}.weight"].norm().item() for layer, name in
+             (("layer1", "features.0"), ("layer2", "features.3"), ("layer3", "classifier.1"))}
+    assert norm["layer1"] == pytest.approx([start["layer1"]] * 3, rel=1e-6)  # never thawed in 3 epochs
+    assert norm["layer2"][:2] == pytest.approx([start["layer2"]] * 2, rel=1e-6) and norm["layer2"][2] != norm["layer2"][1]
+    assert norm["layer3"][0] == pytest.approx(start["layer3"], rel=1e-6) and norm["layer3"][1] != norm["layer3"][0]
+    assert norm["layer5"][1] != norm["layer5"][0]  # the head trains from epoch 1
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "epoch 2: unfreezing classifier.1, classifier.4 (finetune=gradual" in log
+    assert "epoch 3: unfreezing features.3 (finetune=gradual" in log and "epoch 1: unfreezing" not in log
+
+
+@pytest.mark.parametrize("mode", [["finetune=feature_extractor"], ["finetune=gradual", "finetune.normalize=weights"]])
+def test_a_transfer_run_resumes_without_its_weights_file(tmp_path, lenet_checkpoint, mode):
+    import shutil
+
+    weights = tmp_path / "weights.pt"
+    shutil.copy(lenet_checkpoint, weights)
+    ft = [*OTHER_CLASSES, f"model.weights={weights}", *mode]
+    train(tmp_path / "a", [*ft, "trainer.max_epochs=1"])
+    weights.unlink()
+    resumed = train(tmp_path / "a", [*ft, "trainer.max_epochs=2", "resume=true"])
+    shutil.copy(lenet_checkpoint, weights)
+    straight = train(tmp_path / "b", [*ft, "trainer.max_epochs=2"])
+    a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["normalization"] == b["normalization"] and resumed["test/loss"] == straight["test/loss"]
+
+
+def test_an_unexpected_error_is_recorded_in_train_log(tmp_path, lenet_checkpoint, monkeypatch):
+    from dlcourse.engine import Engine
+
+    def broken(self):
+        raise RuntimeError("something broke inside the loop")
+
+    monkeypatch.setattr(Engine, "fit", broken)
+    with pytest.raises(RuntimeError):
+        train(tmp_path / "r", [*OTHER_CLASSES, f"model.weights={lenet_checkpoint}", "trainer.max_epochs=1"])
+    assert "Error: RuntimeError: something broke inside the loop" in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_the_model_summary_counts_the_frozen_parameters(tmp_path, lenet_checkpoint):
+    train(tmp_path / "r", [*OTHER_CLASSES, f"model.weights={lenet_checkpoint}", "finetune=feature_extractor",
+                           "trainer.max_epochs=1"])
+    source = torch.load(lenet_checkpoint, weights_only=True)["model"]
+    frozen = sum(v.numel() for k, v in source.items() if not k.startswith("classifier.7"))
+    assert f"Non-trainable params: {frozen:,}" in (tmp_path / "r" / "train.log").read_text()

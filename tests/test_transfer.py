@@ -246,3 +246,53 @@ def test_heads_and_stages():
 def test_import_does_not_import_torchvision():
     code = "import sys, dlcourse.transfer; assert 'torchvision' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def resnet34_state() -> dict:
+    torch.manual_seed(0)
+    return torchvision.models.resnet34().state_dict()
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_naming_both(tmp_path, resnet34_state):
+    torch.save({"model": resnet34_state, "model_name": "resnet34"}, tmp_path / "best.pt")
+    model = build_model("resnet18", (3, 224, 224), 10)
+    before = fresh_state(model)
+    with pytest.raises(ConfigError) as e:
+        load_matching(model, load_pretrained(str(tmp_path / "best.pt"), "resnet18"), model_name="resnet18")
+    message = str(e.value)
+    assert "\n" not in message and "model=resnet34" in message and "model=resnet18" in message
+    assert "best.pt" in message and "finetune.allow_partial=true" in message
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing copied
+
+
+def test_a_state_dict_of_another_architecture_needs_allow_partial(tmp_path, resnet34_state):
+    torch.save(resnet34_state, tmp_path / "resnet34.pth")
+    pretrained = load_pretrained(str(tmp_path / "resnet34.pth"), "resnet18")
+    model = build_model("resnet18", (3, 224, 224), 10)
+    with pytest.raises(ConfigError) as e:
+        load_matching(model, pretrained, model_name="resnet18")
+    message = str(e.value)
+    assert "\n" not in message and "resnet34.pth" in message and "finetune.allow_partial=true" in message
+    assert "layer1.2.conv1.weight" in message  # names some tensors that fit nowhere
+    report = load_matching(model, pretrained, model_name="resnet18", allow_partial=True)
+    assert len(report.unused) == len(resnet34_state) - len(model.state_dict())
+    assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], resnet34_state["layer4.1.conv2.weight"])
+
+
+def test_allow_partial_reaches_load_weights(tmp_path, resnet34_state):
+    from conftest import compose_config
+    from dlcourse.builders import dataset_info, load_weights, make_model, resolve_task
+
+    torch.save(resnet34_state, tmp_path / "resnet34.pth")
+    base = ["model=resnet18", f"model.weights={tmp_path / 'resnet34.pth'}", "model.small_input=false",
+            "dataset=synthetic", "dataset.image_shape=[3,32,32]"]
+    for extra, refused in (([], True), (["finetune.allow_partial=true"], False)):
+        cfg = compose_config([*base, *extra])
+        info = dataset_info(cfg)
+        model, name = make_model(cfg, info, torch.device("cpu"), resolve_task(cfg, info))
+        if refused:
+            with pytest.raises(ConfigError, match="allow_partial"):
+                load_weights(cfg, model, name)
+        else:
+            assert load_weights(cfg, model, name)[1].unused
