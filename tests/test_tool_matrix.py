@@ -169,8 +169,8 @@ def test_predict_reads_vectors_from_npy_txt_and_the_command_line(runs, tmp_path)
     np.savetxt(tmp_path / "x.txt", raw.numpy(), fmt="%.9g")
     literal = [f"{float(v):.9g}" for v in raw[:, 0]]
     for inputs in ([tmp_path / "x.npy"], [tmp_path / "x.txt"], literal):
-        values = [r["values"] for r in predict(run_dir, inputs)]
-        assert values == pytest.approx(expected.tolist(), abs=1e-5), inputs
+        values = [v for r in predict(run_dir, inputs) for v in r["values"]]
+        assert values == pytest.approx(expected.flatten().tolist(), abs=1e-5), inputs
     with pytest.raises(UserError, match="1 feature"):
         predict(run_dir, ["1,2"])
 
