@@ -226,3 +226,41 @@ def test_visualize_draws_or_refuses_in_one_paragraph(runs, kind, what):
         assert result["images"].shape == (classes, *shape)
         assert ((result["images"] >= 0) & (result["images"] <= 1)).all()
         assert result["end"].shape == (classes,) and torch.isfinite(result["end"]).all()
+
+
+# the tools' refusals ----------------------------------------------------------------------------
+def test_evaluate_names_a_missing_path_and_what_to_give(tmp_path, capsys, monkeypatch):
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from evaluate import main
+
+    assert main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere does not exist" in err and "run directory" in err and "resume=" not in err
+    assert err.count("\n") == 1
+
+
+def test_report_refuses_a_single_run_directory(runs, capsys, monkeypatch):
+    from conftest import ROOT
+
+    run_dir, _ = runs("mlp")
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from report import main
+
+    assert main([str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "one run, not of a sweep" in err and "outputs/multirun" in err and err.count("\n") == 1
+    assert not (run_dir / "report.md").exists()
+
+
+def test_evaluate_script_prints_the_regression_metrics(runs, capsys, monkeypatch):
+    from conftest import ROOT
+
+    run_dir, metrics = runs("sine")
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from evaluate import main
+
+    assert main([str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"MSE {metrics['test/mse']:.4f}" in printed and f"R² {metrics['test/r2']:.4f}" in printed
