@@ -66,9 +66,14 @@ class Rebuilt:
         return x * self.std + self.mean
 
     def class_logits(self, out: torch.Tensor) -> torch.Tensor:
-        """Logits whose softmax is the class probabilities: a binary run's one logit l becomes [0, l]
-        (softmax [1 - sigmoid(l), sigmoid(l)], argmax = the prediction l > 0)."""
-        return torch.cat([torch.zeros_like(out), out], 1) if self.task.name == "binary" else out
+        """One score per class, whose softmax is the class probabilities: a binary run's one logit l
+        becomes [-l/2, l/2] (softmax [1 - sigmoid(l), sigmoid(l)], argmax = the prediction l > 0, and
+        each class's score rises with the evidence for that class)."""
+        return out * torch.tensor([-0.5, 0.5], device=out.device) if self.task.name == "binary" else out
+
+    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """`class_logits` of the model's outputs for the inputs x."""
+        return self.class_logits(self.model(x))
 
 
 def stored_statistics(ckpt: dict, image_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:

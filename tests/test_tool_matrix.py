@@ -34,8 +34,9 @@ KINDS = {
     "transfer": ([*DIGITS, *LENET, *TARGET_CLASSES], True),
     "cached": ([*DIGITS, *LENET, *TARGET_CLASSES, "finetune=feature_extractor"], True),
     "cv_fold": ([*DIGITS, "model.hidden_sizes=[16]", "cv.folds=2", "cv.fold=0"], False),
+    "binary_images": ([*DIGITS, *LENET, "dataset.classes=[0,1]", "task=binary"], False),
 }
-CONV = {"lenet", "per_pixel", "classes", "transfer", "cached"}
+CONV = {"lenet", "per_pixel", "classes", "transfer", "cached", "binary_images"}
 VECTORS = {"moons", "sine"}
 
 

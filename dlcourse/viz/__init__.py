@@ -29,7 +29,7 @@ def visualize(run_path: Path | str, what: str, images: int = 6, index: int = 0, 
     if not run.images or run.task.name == "regression":
         raise ConfigError(vector_refusal(what, run))
     model, data = run.model, run.data
-    forward = class_scores(model, run.task.name)
+    forward = run.class_scores  # a binary run's one logit as two class scores
     for p in model.parameters():
         p.requires_grad_(False)  # attributions need gradients of the input only
     out_dir = run.run_dir / "viz"
@@ -55,7 +55,7 @@ def visualize(run_path: Path | str, what: str, images: int = 6, index: int = 0, 
         result = pictures.gradcam(model, x.requires_grad_(), raw, titles, path, layer, forward=forward)
     else:
         model.cpu()
-        pics, start, end = pictures.class_model(class_scores(model, run.task.name), shape, len(run.classes),
+        pics, start, end = pictures.class_model(run.class_scores, shape, len(run.classes),
                                                 run.mean.cpu(), run.std.cpu(), steps=steps)
         grid_figure(pics, [f"{c}\np={float(p):.3f}" for c, p in zip(run.classes, end)],
                     f"class-model images: gradient ascent on each class score ({steps} steps); p = the "
@@ -63,14 +63,6 @@ def visualize(run_path: Path | str, what: str, images: int = 6, index: int = 0, 
         result = {"images": pics, "start": start, "end": end}
     _to_tensorboard(out_dir, what, path)
     return path, result
-
-
-def class_scores(model: torch.nn.Module, task: str):
-    """The model as one score per class. A binary run's one logit l becomes [-l/2, l/2]: its softmax is
-    [1 - sigmoid(l), sigmoid(l)], and each class's score rises with the evidence for that class."""
-    if task != "binary":
-        return model
-    return lambda x: model(x) * torch.tensor([-0.5, 0.5], device=x.device)
 
 
 def vector_refusal(what: str, run) -> str:
