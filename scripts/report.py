@@ -16,6 +16,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", type=Path, help="a multirun sweep directory")
     a = p.parse_args(argv)
+    if (a.sweep_dir / "checkpoints").is_dir() or (a.sweep_dir / "metrics.json").is_file():
+        print(f"Error: {a.sweep_dir} is the directory of one run, not of a sweep: a report compares the runs of a "
+              "multirun (python train.py -m ...), found in outputs/multirun/<date>/<time>. Give that directory; for "
+              f"one run, see its metrics.json and figures/, or python scripts/evaluate.py {a.sweep_dir}.",
+              file=sys.stderr)
+        return 2
     try:
         report = write_report(a.sweep_dir)
     except UserError as e:

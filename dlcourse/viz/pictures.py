@@ -44,7 +44,8 @@ def feature_maps(model: nn.Module, image: torch.Tensor, shown: torch.Tensor, lay
     if layer_name is None:
         convs = layers_of(model, nn.Conv2d)
         if not convs:
-            raise ConfigError("The model has no convolution: feature maps are for convolutional models.")
+            raise ConfigError("The model has no convolution: feature maps are for convolutional models. For "
+                              "this model, draw `filters`, `saliency` or `class_model`.")
         layer_name = convs[0][0]
     seen = {}
     handle = layer(model, layer_name).register_forward_hook(lambda m, i, o: seen.update(out=o.detach()))
@@ -63,7 +64,7 @@ def feature_maps(model: nn.Module, image: torch.Tensor, shown: torch.Tensor, lay
     return maps
 
 
-def saliency(model: nn.Module, x: torch.Tensor, shown: torch.Tensor, titles: list[str], path: Path,
+def saliency(model, x: torch.Tensor, shown: torch.Tensor, titles: list[str], path: Path,
              samples: int = 16) -> dict[str, torch.Tensor]:
     """|d score / d pixel| of the predicted class (max over channels): vanilla gradient and SmoothGrad."""
     from captum.attr import NoiseTunnel, Saliency
@@ -79,17 +80,19 @@ def saliency(model: nn.Module, x: torch.Tensor, shown: torch.Tensor, titles: lis
 
 
 def gradcam(model: nn.Module, x: torch.Tensor, shown: torch.Tensor, titles: list[str], path: Path,
-            layer_name: Optional[str] = None) -> torch.Tensor:
-    """Grad-CAM on the last convolution (or `layer_name`), upsampled to the input and overlaid."""
+            layer_name: Optional[str] = None, forward=None) -> torch.Tensor:
+    """Grad-CAM on the last convolution (or `layer_name`), upsampled to the input and overlaid;
+    `forward`: the class scores (default: the model's outputs)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     convs = layers_of(model, nn.Conv2d)
     if not convs and layer_name is None:
-        raise ConfigError("Grad-CAM needs a convolutional model (the MLP has no feature maps): try "
-                          "`saliency` or `filters`.")
+        raise ConfigError("Grad-CAM needs a convolutional model (the MLP has no feature maps): for this "
+                          "model, draw `filters`, `saliency` or `class_model`.")
     name = layer_name or convs[-1][0]
-    target = model(x).argmax(1)
-    cam = LayerGradCam(model, layer(model, name)).attribute(x, target=target, relu_attributions=True)
+    forward = forward or model
+    target = forward(x).argmax(1)
+    cam = LayerGradCam(forward, layer(model, name)).attribute(x, target=target, relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear").detach()
     _rows(shown, {f"Grad-CAM ({name})": cam}, titles, "Grad-CAM of the predicted class", path)
     return cam
@@ -113,13 +116,14 @@ def _rows(shown: torch.Tensor, maps: dict[str, torch.Tensor], titles: list[str],
     plt.close(fig)
 
 
-def class_model(model: nn.Module, image_shape: tuple[int, int, int], num_classes: int, mean: torch.Tensor,
+def class_model(model, image_shape: tuple[int, int, int], num_classes: int, mean: torch.Tensor,
                 std: torch.Tensor, steps: int = 200, lr: float = 0.1, l2: float = 1e-3, jitter: int = 2,
                 blur_every: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One input per class that the model scores highly (Simonyan et al., 2014): gradient ascent on
     the class score from a blank image, with L2 decay, random jitter and a light blur every few
-    steps as regularisers. Returns (images in [0, 1], softmax probability of their class at the
-    start and at the end)."""
+    steps as regularisers. `mean` and `std`: the run's input normalisation, broadcastable to
+    [N, C, H, W] (per channel or per pixel). Returns (images in [0, 1], softmax probability of their
+    class at the start and at the end)."""
     from torchvision.transforms.functional import gaussian_blur
 
     g = torch.Generator().manual_seed(seed)
@@ -141,5 +145,5 @@ def class_model(model: nn.Module, image_shape: tuple[int, int, int], num_classes
                 x.copy_(gaussian_blur(x, kernel_size=3, sigma=0.5))
     with torch.no_grad():
         end = F.softmax(model(x), 1)[classes, classes]
-        images = (x * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)).clamp(0, 1)
+        images = (x * std + mean).clamp(0, 1)
     return images.detach(), start, end
