@@ -270,6 +270,8 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
     if resumed is not None:
         engine.restore(resumed)
         logger.info(f"Resumed from {ckpt_path} after epoch {engine.state.epoch} (step {engine.state.step}).")
+        if engine.schedule.at_final_lr():
+            logger.info(_final_lr_warning(engine, cfg, run_dir, overrides))
     elif len(data.image_shape) == 3:
         generator = getattr(data.train, "generator", None)
         state = generator.get_state() if generator is not None else None
@@ -292,6 +294,18 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
                 write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
             raise
     return _finish(engine, cfg, run_dir, started, overrides)
+
+
+def _final_lr_warning(engine: Engine, cfg: DictConfig, run_dir: Path, overrides: list[str]) -> str:
+    st, lr, name = engine.state, engine.optimizer.param_groups[0]["lr"], cfg.sched.name
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "trainer.max_epochs")
+            and not o.startswith("hydra.")]
+    fresh = " ".join(["python train.py", *kept, f"model.weights={run_dir / 'checkpoints' / 'best.pt'}",
+                      "finetune.head=keep", f"trainer.max_epochs={cfg.trainer.max_epochs - st.epoch}"])
+    return (f"warning: the {name} schedule of this run had reached its end (LR {lr:.2g} at step {st.step}), so "
+            f"epochs {st.epoch + 1}-{cfg.trainer.max_epochs} train at that LR and change little. For a new {name} "
+            f"cycle from optim.lr={cfg.optim.lr:g} over the added epochs, add sched.restart=true (a warm restart, "
+            f"SGDR); or start a new run from its weights: {fresh}")
 
 
 def input_stats(cfg: DictConfig, transfer, info) -> Optional[tuple[list, list]]:
