@@ -79,7 +79,22 @@ def run_job(cfg: DictConfig) -> float:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"\nError: {e}", file=sys.stderr, flush=True)
+        if hc.mode == RunMode.MULTIRUN:  # one failed job must not abort the sweep: the report lists it
+            record_failure(cfg, run_dir, overrides, e)
+            return float("nan")
         _remove_if_empty(run_dir)
-        if isinstance(e, DivergenceError) and hc.mode == RunMode.MULTIRUN:
-            return float("nan")  # one diverged job must not abort the sweep
         raise SystemExit(3 if isinstance(e, DivergenceError) else 2)
+
+
+def record_failure(cfg: DictConfig, run_dir: Path, overrides: list[str], error: UserError) -> None:
+    """A sweep job that stopped: its overrides and its error in its run directory, where the sweep
+    report reads them (`.hydra/overrides.yaml`, the last `Error:` line of train.log)."""
+    from dlcourse.train import write_hydra_files
+
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        write_hydra_files(cfg, run_dir, overrides)
+    log = run_dir / "train.log"
+    line = f"Error: {error}"
+    if line not in (log.read_text(errors="replace").splitlines() if log.is_file() else []):
+        with log.open("a", encoding="utf-8") as f:
+            f.write(line.replace("\n", " ") + "\n")

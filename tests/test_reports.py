@@ -151,3 +151,44 @@ def test_launcher_configs_compose_into_the_plugins(launcher, target):
         assert node.tasks_per_node == 1 and node.timeout_min > 0 and "partition" in node
     else:
         assert node.n_jobs == -1  # the plugin's own config: one job per core, one thread each
+
+
+@pytest.fixture(scope="module")
+def cv_sweep(tmp_path_factory):
+    """A cross-validated sweep whose middle job has a configuration error."""
+    sweep_dir = tmp_path_factory.mktemp("cv_sweep") / "s"
+    out = cli(["-m", "optim.lr=0.01,-1,0.003", "cv.folds=2", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+               "figures.enabled=false", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
+    return sweep_dir, out
+
+
+def test_a_job_with_a_config_error_fails_alone_and_is_reported_with_its_reason(cv_sweep):
+    sweep_dir, out = cv_sweep
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "1 of 3 jobs failed" in out.stderr
+    jobs = {p.name.split("_", 1)[0]: p for p in sweep_dir.glob("[0-9]_*")}
+    assert (jobs["0"] / "metrics.json").is_file() and (jobs["2"] / "metrics.json").is_file()  # the job after it ran
+    failed_dir = jobs["1"]
+    assert "Error: optim.lr=-1 is not valid" in (failed_dir / "train.log").read_text()
+    report = (sweep_dir / "report.md").read_text()
+    failed = report.split("## Failed and diverged jobs")[1].split("##")[0].strip().splitlines()
+    assert len(failed) == 1 and failed[0].startswith(f"- `{failed_dir.name}` (optim.lr=-1 ")
+    assert "failed: optim.lr=-1 is not valid: it must be a number >= 0" in failed[0]
+    again = write_report(sweep_dir, log=lambda *_: None).read_text()  # scripts/report.py reads the same
+    assert again.split("## Failed and diverged jobs")[1] == report.split("## Failed and diverged jobs")[1]
+
+
+def test_a_cross_validated_sweep_reports_mean_and_std_over_folds_and_their_curves(cv_sweep):
+    sweep_dir, _ = cv_sweep
+    rows = {r["optim.lr"]: r for r in csv.DictReader((sweep_dir / "report.csv").open())}
+    assert sorted(rows) == ["0.003", "0.01"]
+    for lr, row in rows.items():
+        folds = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*optim.lr={lr},*/fold_*/metrics.json"))]
+        assert len(folds) == 2 and row["n"] == "2"
+        for key, column in (("val/acc_best", "val/acc"), ("test/acc", "test/acc")):
+            values = [f[key] for f in folds]
+            assert float(row[f"{column} mean"]) == pytest.approx(statistics.mean(values))
+            assert float(row[f"{column} std"]) == pytest.approx(statistics.stdev(values))
+    report = (sweep_dir / "report.md").read_text()
+    assert "over the 2 folds of each run" in report
+    assert (sweep_dir / "report_curves.png").stat().st_size > 10_000
