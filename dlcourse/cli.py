@@ -57,6 +57,16 @@ def _shared_run_dir(cfg: DictConfig, run_dir: Path) -> Path:
     return shared
 
 
+def _point_to_cv_job(cfg: DictConfig, run_dir: Path) -> None:
+    """After one fold of a cross-validation job ran on its own: how to finish the job."""
+    from dlcourse.train import cv_job_of
+
+    job = cv_job_of(cfg.cv, run_dir)
+    if job is not None and not (job / "cv_metrics.json").is_file():
+        print(f"This was fold {cfg.cv.fold} of the cross-validation in {job}; run its other folds and its "
+              f"summary (cv_metrics.json) with: python train.py resume=true hydra.run.dir={job}", flush=True)
+
+
 def run_job(cfg: DictConfig) -> float:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
@@ -74,7 +84,9 @@ def run_job(cfg: DictConfig) -> float:
             overrides = resume_overrides(saved, overrides)
             cfg = compose(config_name=hc.job.config_name, overrides=overrides)
             print(f"Resuming with the run's own overrides and this command's: {' '.join(overrides)}", flush=True)
-        return run(cfg, run_dir, overrides)
+        result = run(cfg, run_dir, overrides)
+        _point_to_cv_job(cfg, run_dir)
+        return result
     except UserError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -128,14 +129,22 @@ def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = N
     if cfg.resume not in (None, False) and str(cfg.resume).lower() != "true":
         raise ConfigError(f"resume={cfg.resume}: a cross-validation job (cv.folds without cv.fold) resumes "
                           "with resume=true in its run directory; a checkpoint path names one fold only.")
+    write_hydra_files(cfg, run_dir, overrides)  # `resume=true hydra.run.dir=<this job>` finds its overrides
+    fold_overrides = [o for o in overrides or [] if o.split("=", 1)[0] != "resume"]
     folds = []
-    for i in range(cfg.cv.folds):
-        fold_dir = run_dir / f"fold_{i}"
-        if not (fold_dir / "metrics.json").exists():
-            started = (fold_dir / "checkpoints" / "last.pt").exists()
-            resume = True if cfg.resume is not None and started else None
-            run_one(OmegaConf.merge(cfg, {"cv": {"fold": i}, "resume": resume}), fold_dir)
-        folds.append(json.loads((fold_dir / "metrics.json").read_text()))
+    try:
+        for i in range(cfg.cv.folds):
+            fold_dir = run_dir / f"fold_{i}"
+            if not (fold_dir / "metrics.json").exists():
+                started = (fold_dir / "checkpoints" / "last.pt").exists()
+                resume = True if cfg.resume is not None and started else None
+                run_one(OmegaConf.merge(cfg, {"cv": {"fold": i}, "resume": resume}), fold_dir,
+                        [*fold_overrides, f"cv.fold={i}"])
+            folds.append(json.loads((fold_dir / "metrics.json").read_text()))
+    except UserError:
+        if not any(run_dir.glob("fold_*/.hydra")):  # stopped before any fold started: leave nothing behind
+            shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+        raise
     numeric = [k for k, v in folds[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     per_fold = {k: [f.get(k) for f in folds] for k in numeric}
     mean = {k: float(np.mean(v)) for k, v in per_fold.items() if None not in v}
@@ -143,11 +152,18 @@ def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = N
     write_metrics(run_dir / "cv_metrics.json", {"folds": cfg.cv.folds, "per_fold": per_fold, "mean": mean, "std": std})
     write_metrics(run_dir / "metrics.json", {**mean, "cv/folds": cfg.cv.folds,
                                              **{f"{k}_std": v for k, v in std.items() if k.startswith(("test/", "val/"))}})
-    write_hydra_files(cfg, run_dir, overrides)
+    write_hydra_files(cfg, run_dir, overrides)  # now with the resumed command's overrides
     monitor = f"{cfg.trainer.monitor}_best"
     print(f"cross-validation over {cfg.cv.folds} folds: {monitor} {mean[monitor]:.4f} ± {std[monitor]:.4f}, "
           f"test/acc {mean.get('test/acc', float('nan')):.4f} (mean ± std; {run_dir / 'cv_metrics.json'})", flush=True)
     return mean[monitor]
+
+
+def cv_job_of(cv, run_dir: Path) -> Optional[Path]:
+    """The cross-validation job directory that `run_dir` is one fold of (None for any other run)."""
+    if cv["folds"] is None or cv["fold"] is None or run_dir.name != f"fold_{cv['fold']}":
+        return None
+    return run_dir.parent if (run_dir.parent / ".hydra" / "overrides.yaml").is_file() else None
 
 
 def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None) -> float:
@@ -390,7 +406,8 @@ def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, over
 def _interrupted(engine: Engine, run_dir: Path, signum: int) -> float:
     last = run_dir / "checkpoints" / "last.pt"
     where = f"{last} holds epoch {engine.state.epoch}" if last.exists() else "no epoch had finished yet"
+    cv_job = cv_job_of(engine.extra["config"]["cv"], run_dir)  # a fold: continue the whole job (the other folds)
     engine.logger.info(f"Stopped by {signal.Signals(signum).name} during epoch {engine.state.epoch + 1}; "
                        f"the partial epoch was dropped and {where}. Continue with: python train.py "
-                       f"resume=true hydra.run.dir={run_dir}")
+                       f"resume=true hydra.run.dir={cv_job or run_dir}")
     raise SystemExit(128 + int(signum))
