@@ -124,6 +124,7 @@ def test_optuna_search_completes_and_reports_its_trials(tmp_path):
     out = cli(["-m", "hparams_search=lr_wd_optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
                "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
     assert out.returncode == 0, out.stderr
+    assert "setup plugin" not in out.stdout + out.stderr  # no alembic start-up chatter
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     values = [json.loads(p.read_text())["val/acc_best"] for p in sweep_dir.glob("*/metrics.json")]
     assert len(values) == 3 and results["best_value"] == pytest.approx(max(values))
