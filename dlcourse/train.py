@@ -259,6 +259,9 @@ def _find_lr(cfg: DictConfig, model, optimizer, loss_fn, data, augmentation, dev
     opts = OmegaConf.to_container(cfg.lr_find, resolve=True)
     if opts["suggestion"] not in ("steepest", "min_div10"):
         raise ConfigError(f"lr_find.suggestion={opts['suggestion']!r} is not valid: allowed steepest, min_div10.")
+    earlier = _earlier_suggestion(cfg, run_dir)
+    if earlier is not None:
+        return earlier
     result = lr_range_test(model, optimizer, loss_fn, data.train, device, str(cfg.trainer.precision),
                            augmentation.batch_transform, (data.train.generator, augmentation.generator), **opts)
     chosen = result[opts["suggestion"]]
@@ -278,6 +281,20 @@ def _find_lr(cfg: DictConfig, model, optimizer, loss_fn, data, augmentation, dev
         if distributed.is_main():
             (run_dir / "train.log").write_text("\n".join(lines) + "\n")
     return chosen
+
+
+def _earlier_suggestion(cfg: DictConfig, run_dir: Path) -> Optional[float]:
+    """On resume with lr_find.apply: the LR the run's own range test chose (its lr_find.json), so
+    the test does not run again."""
+    if cfg.resume in (None, False) or not cfg.lr_find.apply:
+        return None
+    run = run_dir if str(cfg.resume).lower() == "true" else Path(str(cfg.resume)).resolve().parent.parent
+    stored = run / "lr_find.json"
+    if not stored.is_file():
+        return None
+    lr = float(json.loads(stored.read_text())["suggested_lr"])
+    print(f"LR range test: the run's own suggestion, optim.lr={lr:.2g} (from {stored})", flush=True)
+    return lr
 
 
 def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict], ckpt_path, augmentation,
