@@ -86,6 +86,8 @@ def run_job(cfg: DictConfig) -> float:
             print(f"Resuming with the run's own overrides and this command's: {' '.join(overrides)}", flush=True)
         result = run(cfg, run_dir, overrides)
         _point_to_cv_job(cfg, run_dir)
+        if hc.mode != RunMode.MULTIRUN and (not cfg.lr_find.enabled or cfg.lr_find.apply):  # a sweep says it once
+            print(f"TensorBoard: tensorboard --logdir {run_dir}", flush=True)
         return result
     except UserError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

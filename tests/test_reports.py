@@ -167,6 +167,7 @@ def test_a_job_with_a_config_error_fails_alone_and_is_reported_with_its_reason(c
     sweep_dir, out = cv_sweep
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "1 of 3 jobs failed" in out.stderr
+    assert out.stdout.count("tensorboard --logdir") == 1 and f"tensorboard --logdir {sweep_dir}\n" in out.stdout
     jobs = {p.name.split("_", 1)[0]: p for p in sweep_dir.glob("[0-9]_*")}
     assert (jobs["0"] / "metrics.json").is_file() and (jobs["2"] / "metrics.json").is_file()  # the job after it ran
     failed_dir = jobs["1"]
