@@ -97,6 +97,14 @@ def test_report_script_lists_failed_and_diverged_jobs(sweep, tmp_path):
     assert f"`{jobs[2].name}`" in failed and "diverged:" in failed
     rows = list(csv.DictReader((copy / "report.csv").open()))
     assert sorted(int(r["n"]) for r in rows) == [1, 1, 2, 2]  # the two jobs left out of the means
+    left = [j for j in jobs if j not in (jobs[0], jobs[2])]
+    means = sorted(float(r["val/acc mean"]) for r in rows)
+    by_config = {}
+    for job in left:  # the mean of each configuration over the jobs that finished, computed here
+        key = " ".join(sorted((job / ".hydra" / "overrides.yaml").read_text().replace("- ", "").split()))
+        key = " ".join(o for o in key.split() if not o.startswith("seed="))
+        by_config.setdefault(key, []).append(json.loads((job / "metrics.json").read_text())["val/acc_best"])
+    assert means == pytest.approx(sorted(statistics.mean(v) for v in by_config.values()))
 
 
 def test_report_of_a_folder_without_runs_is_a_clear_error(tmp_path):
@@ -114,7 +122,12 @@ def test_joblib_launcher_runs_two_jobs_side_by_side_with_one_thread_each(tmp_pat
     assert len(runs) == 2 and all(r["threads"] == 1 for r in runs)
     (a0, a1), (b0, b1) = [(r["started_at"], r["finished_at"]) for r in runs]
     assert a0 < b1 and b0 < a1  # the two runs overlapped in time
-    assert (sweep_dir / "report.md").exists()
+    rows = {r["optim.lr"]: r for r in csv.DictReader((sweep_dir / "report.csv").open())}
+    for job in sweep_dir.glob("*/metrics.json"):  # each configuration's one run, as the job wrote it
+        lr = next(o.split("=")[1] for o in (job.parent / ".hydra" / "overrides.yaml").read_text().split()
+                  if o.startswith("optim.lr="))
+        assert float(rows[lr]["val/acc mean"]) == pytest.approx(json.loads(job.read_text())["val/acc_best"])
+        assert rows[lr]["n"] == "1" and rows[lr]["val/acc std"] == ""
 
 
 def test_optuna_search_completes_and_reports_its_trials(tmp_path):
