@@ -57,14 +57,23 @@ def _shared_run_dir(cfg: DictConfig, run_dir: Path) -> Path:
     return shared
 
 
+def _say(run_dir: Path, line: str) -> None:
+    """A console line after the run, kept in its train.log like every other."""
+    print(line, flush=True)
+    log = run_dir / "train.log"
+    if log.is_file():
+        with log.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
 def _point_to_cv_job(cfg: DictConfig, run_dir: Path) -> None:
     """After one fold of a cross-validation job ran on its own: how to finish the job."""
     from dlcourse.train import cv_job_of
 
     job = cv_job_of(cfg.cv, run_dir)
     if job is not None and not (job / "cv_metrics.json").is_file():
-        print(f"This was fold {cfg.cv.fold} of the cross-validation in {job}; run its other folds and its "
-              f"summary (cv_metrics.json) with: python train.py resume=true hydra.run.dir={job}", flush=True)
+        _say(run_dir, f"This was fold {cfg.cv.fold} of the cross-validation in {job}; run its other folds and its "
+                      f"summary (cv_metrics.json) with: python train.py resume=true hydra.run.dir={job}")
 
 
 def run_job(cfg: DictConfig) -> float:
@@ -87,7 +96,7 @@ def run_job(cfg: DictConfig) -> float:
         result = run(cfg, run_dir, overrides)
         _point_to_cv_job(cfg, run_dir)
         if hc.mode != RunMode.MULTIRUN and (not cfg.lr_find.enabled or cfg.lr_find.apply):  # a sweep says it once
-            print(f"TensorBoard: tensorboard --logdir {run_dir}", flush=True)
+            _say(run_dir, f"TensorBoard: tensorboard --logdir {run_dir}")
         return result
     except UserError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
