@@ -57,6 +57,25 @@ def _shared_run_dir(cfg: DictConfig, run_dir: Path) -> Path:
     return shared
 
 
+def _say(run_dir: Path, line: str) -> None:
+    """A console line after the run, kept in its train.log like every other."""
+    print(line, flush=True)
+    log = run_dir / "train.log"
+    if log.is_file():
+        with log.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def _point_to_cv_job(cfg: DictConfig, run_dir: Path) -> None:
+    """After one fold of a cross-validation job ran on its own: how to finish the job."""
+    from dlcourse.train import cv_job_of
+
+    job = cv_job_of(cfg.cv, run_dir)
+    if job is not None and not (job / "cv_metrics.json").is_file():
+        _say(run_dir, f"This was fold {cfg.cv.fold} of the cross-validation in {job}; run its other folds and its "
+                      f"summary (cv_metrics.json) with: python train.py resume=true hydra.run.dir={job}")
+
+
 def run_job(cfg: DictConfig) -> float:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
@@ -74,12 +93,31 @@ def run_job(cfg: DictConfig) -> float:
             overrides = resume_overrides(saved, overrides)
             cfg = compose(config_name=hc.job.config_name, overrides=overrides)
             print(f"Resuming with the run's own overrides and this command's: {' '.join(overrides)}", flush=True)
-        return run(cfg, run_dir, overrides)
+        result = run(cfg, run_dir, overrides)
+        _point_to_cv_job(cfg, run_dir)
+        if hc.mode != RunMode.MULTIRUN and (not cfg.lr_find.enabled or cfg.lr_find.apply):  # a sweep says it once
+            _say(run_dir, f"TensorBoard: tensorboard --logdir {run_dir}")
+        return result
     except UserError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"\nError: {e}", file=sys.stderr, flush=True)
+        if hc.mode == RunMode.MULTIRUN:  # one failed job must not abort the sweep: the report lists it
+            record_failure(cfg, run_dir, overrides, e)
+            return float("nan")
         _remove_if_empty(run_dir)
-        if isinstance(e, DivergenceError) and hc.mode == RunMode.MULTIRUN:
-            return float("nan")  # one diverged job must not abort the sweep
         raise SystemExit(3 if isinstance(e, DivergenceError) else 2)
+
+
+def record_failure(cfg: DictConfig, run_dir: Path, overrides: list[str], error: UserError) -> None:
+    """A sweep job that stopped: its overrides and its error in its run directory, where the sweep
+    report reads them (`.hydra/overrides.yaml`, the last `Error:` line of train.log)."""
+    from dlcourse.train import write_hydra_files
+
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        write_hydra_files(cfg, run_dir, overrides)
+    log = run_dir / "train.log"
+    line = f"Error: {error}"
+    if line not in (log.read_text(errors="replace").splitlines() if log.is_file() else []):
+        with log.open("a", encoding="utf-8") as f:
+            f.write(line.replace("\n", " ") + "\n")

@@ -63,6 +63,7 @@ class Diagnostics(Callback):
         self._first = True  # the next step is the fit's first
         self._sampling = False
         self._summary: dict[str, list] = {}
+        self.sampled_epoch: dict[str, int] = {}  # "activations"/"gradients" -> the last epoch with sampled steps
         self._reset()
 
     @property
@@ -185,6 +186,11 @@ class Diagnostics(Callback):
                 for (name, _), g in zip(self._layers, self._last_grads if self._grad_count else []):
                     if g is not None:
                         writer.add_histogram(f"gradients/{name}", g, epoch)
+        for part, keys in (("activations", ("act_mean", "act_std", "dead_frac")), ("gradients", ("grad_norm",))):
+            if keys[0] in summary:
+                self.sampled_epoch[part] = epoch
+            else:  # no sampled step this epoch: the depth figures show the last epoch that had some
+                summary.update({k: self._summary[k] for k in keys if k in self._summary})
         self._summary = summary
         self._reset()
 
@@ -195,5 +201,6 @@ class Diagnostics(Callback):
     def summary(self) -> dict[str, list]:
         """The last epoch's values in depth order: "layers" and "activations" (names), "weight_norm" and
         "grad_norm" (aligned with layers), "act_mean", "act_std", "dead_frac" (aligned with activations;
-        nan where not measured or not ReLU-like). Parts that are off are omitted."""
+        nan where not measured or not ReLU-like). Parts that are off are omitted; sampled statistics
+        come from the last epoch that had a sampled step (`sampled_epoch`)."""
         return {k: list(v) for k, v in self._summary.items()}

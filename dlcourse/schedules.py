@@ -17,6 +17,9 @@ stopped, starting from the LR it had there: `none`, `step`, `multistep`, `expone
 `plateau` have no horizon and simply go on; `cosine` anneals from the current LR to `eta_min` at
 the new last step; `onecycle` rises from the current LR to the peak at `pct_start` of the new
 horizon (if the run stopped before the peak) and then anneals to its final LR at the new end.
+A run that had reached the end of its cosine or one-cycle stays at the final LR when extended;
+`sched.restart=true` instead starts a new cycle from the configured LR over the added epochs (a
+warm restart, as in SGDR).
 """
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ ARGUMENTS: dict[str, dict[str, Any]] = {
     "plateau": {k: p.default for k, p in inspect.signature(lrs.ReduceLROnPlateau).parameters.items()
                 if k not in ("self", "optimizer", "mode", "verbose")},
 }
-WITHOUT_WARMUP = ("onecycle", "plateau")  # onecycle warms up by itself; plateau reacts to metrics
+WITHOUT_WARMUP = ("onecycle", "plateau")
+WITH_HORIZON = ("cosine", "onecycle")  # the shape spans the run: extending it needs a re-plan (or a restart)  # onecycle warms up by itself; plateau reacts to metrics
 
 
 def _anneal(start: float, end: float, pct: float, strategy: str = "cos") -> float:
@@ -73,6 +77,8 @@ class Plan:
     anchor_step: int = 0
     anchor_lrs: Optional[list] = None
     anchor_momentum: Optional[float] = None
+    restart: bool = False  # on extension: a new cycle over the added steps instead of continuing the old one
+    cycle_start: int = 0  # the step the current cycle started at (a restart)
 
     def warmup(self, s: int) -> float:
         if not self.warmup_steps:
@@ -101,7 +107,7 @@ class Plan:
         o, a, total = self.options, self.anchor_step, self.total_steps
         initial = base / o["div_factor"]
         low = initial / o["final_div_factor"]
-        peak = float(o["pct_start"] * total) - 1
+        peak = self.cycle_start + float(o["pct_start"] * (total - self.cycle_start)) - 1
         lr0 = initial if self.anchor_lrs is None else self.anchor_lrs[group]
         m0 = o["max_momentum"] if self.anchor_momentum is None else self.anchor_momentum
         strategy = o["anneal_strategy"]
@@ -125,14 +131,16 @@ class Plan:
 
     def replanned(self, new: "Plan", step: int, bases: list[float]) -> "Plan":
         """`new`, continued from `step` where this plan left the LRs (see the module docstring)."""
-        if replace(self, anchor_step=0, anchor_lrs=None, anchor_momentum=None) == new:
+        if replace(self, anchor_step=0, anchor_lrs=None, anchor_momentum=None, cycle_start=0) == new:
             return self  # the same plan: continue it exactly
+        if new.restart and new.name in WITH_HORIZON and step < new.total_steps:
+            return replace(new, anchor_step=step, cycle_start=step)  # a fresh cycle from here to the new end
         return replace(new, anchor_step=step, anchor_lrs=[self.main_lr(step, b, i) for i, b in enumerate(bases)],
                        anchor_momentum=self.momentum(step))
 
 
 def make_plan(name: str, steps_per_epoch: int, max_epochs: int, warmup_epochs: float = 0.0,
-              warmup_start_factor: float = 0.1, **options) -> Plan:
+              warmup_start_factor: float = 0.1, restart: bool = False, **options) -> Plan:
     """Check `sched.*` and return the plan; every error names the key (no optimizer needed)."""
     if name not in SCHEDULES:
         raise ConfigError(f"sched.name={name!r} is not known: choose one of {', '.join(SCHEDULES)}.")
@@ -151,13 +159,16 @@ def make_plan(name: str, steps_per_epoch: int, max_epochs: int, warmup_epochs: f
     if warmup_epochs and name in WITHOUT_WARMUP:
         raise ConfigError(f"sched.warmup_epochs={warmup_epochs} does not combine with sched={name} "
                           "(onecycle warms up by itself; plateau reacts to metrics): set it to 0.")
+    if restart and name not in WITH_HORIZON:
+        raise ConfigError(f"sched.restart=true applies to schedules with a horizon ({', '.join(WITH_HORIZON)}); "
+                          f"sched={name} simply goes on when a run is extended: drop sched.restart.")
     o = {**known, **options}
     if name == "onecycle" and not 0 <= o["pct_start"] <= 1:
         raise ConfigError(f"sched.pct_start={o['pct_start']} is not valid: it must be in [0, 1].")
     if name == "step" and o["step_size"] < 1:
         raise ConfigError(f"sched.step_size={o['step_size']} is not valid: it is a number of epochs >= 1.")
     return Plan(name, steps_per_epoch, steps_per_epoch * max_epochs, o,
-                round(warmup_epochs * steps_per_epoch), warmup_start_factor)
+                round(warmup_epochs * steps_per_epoch), warmup_start_factor, restart=bool(restart))
 
 
 class Schedule:
@@ -189,6 +200,15 @@ class Schedule:
             m = self.plan.momentum(self.step)
             for g in self.optimizer.param_groups:
                 g[self.momentum_key] = (m, *g["betas"][1:]) if self.momentum_key == "betas" else m
+
+    def at_final_lr(self) -> bool:
+        """Whether a schedule with a horizon stays at one LR for the rest of the run: an extended
+        run that had reached the end of its cosine or one-cycle (and no restart)."""
+        p = self.plan
+        if p.name not in WITH_HORIZON or self.step >= p.total_steps - 1:
+            return False
+        base = self.optimizer.param_groups[0]["initial_lr"]
+        return math.isclose(p.main_lr(self.step, base), p.main_lr(p.total_steps - 1, base), rel_tol=1e-9, abs_tol=1e-12)
 
     def after_batch(self) -> None:
         self.step += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -128,14 +129,22 @@ def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = N
     if cfg.resume not in (None, False) and str(cfg.resume).lower() != "true":
         raise ConfigError(f"resume={cfg.resume}: a cross-validation job (cv.folds without cv.fold) resumes "
                           "with resume=true in its run directory; a checkpoint path names one fold only.")
+    write_hydra_files(cfg, run_dir, overrides)  # `resume=true hydra.run.dir=<this job>` finds its overrides
+    fold_overrides = [o for o in overrides or [] if o.split("=", 1)[0] != "resume"]
     folds = []
-    for i in range(cfg.cv.folds):
-        fold_dir = run_dir / f"fold_{i}"
-        if not (fold_dir / "metrics.json").exists():
-            started = (fold_dir / "checkpoints" / "last.pt").exists()
-            resume = True if cfg.resume is not None and started else None
-            run_one(OmegaConf.merge(cfg, {"cv": {"fold": i}, "resume": resume}), fold_dir)
-        folds.append(json.loads((fold_dir / "metrics.json").read_text()))
+    try:
+        for i in range(cfg.cv.folds):
+            fold_dir = run_dir / f"fold_{i}"
+            if not (fold_dir / "metrics.json").exists():
+                started = (fold_dir / "checkpoints" / "last.pt").exists()
+                resume = True if cfg.resume is not None and started else None
+                run_one(OmegaConf.merge(cfg, {"cv": {"fold": i}, "resume": resume}), fold_dir,
+                        [*fold_overrides, f"cv.fold={i}"])
+            folds.append(json.loads((fold_dir / "metrics.json").read_text()))
+    except UserError:
+        if not any(run_dir.glob("fold_*/.hydra")):  # stopped before any fold started: leave nothing behind
+            shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+        raise
     numeric = [k for k, v in folds[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     per_fold = {k: [f.get(k) for f in folds] for k in numeric}
     mean = {k: float(np.mean(v)) for k, v in per_fold.items() if None not in v}
@@ -143,11 +152,18 @@ def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = N
     write_metrics(run_dir / "cv_metrics.json", {"folds": cfg.cv.folds, "per_fold": per_fold, "mean": mean, "std": std})
     write_metrics(run_dir / "metrics.json", {**mean, "cv/folds": cfg.cv.folds,
                                              **{f"{k}_std": v for k, v in std.items() if k.startswith(("test/", "val/"))}})
-    write_hydra_files(cfg, run_dir, overrides)
+    write_hydra_files(cfg, run_dir, overrides)  # now with the resumed command's overrides
     monitor = f"{cfg.trainer.monitor}_best"
     print(f"cross-validation over {cfg.cv.folds} folds: {monitor} {mean[monitor]:.4f} ± {std[monitor]:.4f}, "
           f"test/acc {mean.get('test/acc', float('nan')):.4f} (mean ± std; {run_dir / 'cv_metrics.json'})", flush=True)
     return mean[monitor]
+
+
+def cv_job_of(cv, run_dir: Path) -> Optional[Path]:
+    """The cross-validation job directory that `run_dir` is one fold of (None for any other run)."""
+    if cv["folds"] is None or cv["fold"] is None or run_dir.name != f"fold_{cv['fold']}":
+        return None
+    return run_dir.parent if (run_dir.parent / ".hydra" / "overrides.yaml").is_file() else None
 
 
 def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None) -> float:
@@ -254,6 +270,9 @@ def _find_lr(cfg: DictConfig, model, optimizer, loss_fn, data, augmentation, dev
     opts = OmegaConf.to_container(cfg.lr_find, resolve=True)
     if opts["suggestion"] not in ("steepest", "min_div10"):
         raise ConfigError(f"lr_find.suggestion={opts['suggestion']!r} is not valid: allowed steepest, min_div10.")
+    earlier = _earlier_suggestion(cfg, run_dir)
+    if earlier is not None:
+        return earlier
     result = lr_range_test(model, optimizer, loss_fn, data.train, device, str(cfg.trainer.precision),
                            augmentation.batch_transform, (data.train.generator, augmentation.generator), **opts)
     chosen = result[opts["suggestion"]]
@@ -275,12 +294,28 @@ def _find_lr(cfg: DictConfig, model, optimizer, loss_fn, data, augmentation, dev
     return chosen
 
 
+def _earlier_suggestion(cfg: DictConfig, run_dir: Path) -> Optional[float]:
+    """On resume with lr_find.apply: the LR the run's own range test chose (its lr_find.json), so
+    the test does not run again."""
+    if cfg.resume in (None, False) or not cfg.lr_find.apply:
+        return None
+    run = run_dir if str(cfg.resume).lower() == "true" else Path(str(cfg.resume)).resolve().parent.parent
+    stored = run / "lr_find.json"
+    if not stored.is_file():
+        return None
+    lr = float(json.loads(stored.read_text())["suggested_lr"])
+    print(f"LR range test: the run's own suggestion, optim.lr={lr:.2g} (from {stored})", flush=True)
+    return lr
+
+
 def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict], ckpt_path, augmentation,
          started: float, overrides: list[str]) -> float:
     data, logger = engine.data, engine.logger
     if resumed is not None:
         engine.restore(resumed)
         logger.info(f"Resumed from {ckpt_path} after epoch {engine.state.epoch} (step {engine.state.step}).")
+        if engine.schedule.at_final_lr():
+            logger.info(_final_lr_warning(engine, cfg, run_dir, overrides))
     elif len(data.image_shape) == 3:
         generator = getattr(data.train, "generator", None)
         state = generator.get_state() if generator is not None else None
@@ -306,6 +341,18 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
                 write_metrics(run_dir / "metrics.json", {**_summary(engine, started), "diverged": True})
             raise
     return _finish(engine, cfg, run_dir, started, overrides)
+
+
+def _final_lr_warning(engine: Engine, cfg: DictConfig, run_dir: Path, overrides: list[str]) -> str:
+    st, lr, name = engine.state, engine.optimizer.param_groups[0]["lr"], cfg.sched.name
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "trainer.max_epochs")
+            and not o.startswith("hydra.")]
+    fresh = " ".join(["python train.py", *kept, f"model.weights={run_dir / 'checkpoints' / 'best.pt'}",
+                      "finetune.head=keep", f"trainer.max_epochs={cfg.trainer.max_epochs - st.epoch}"])
+    return (f"warning: the {name} schedule of this run had reached its end (LR {lr:.2g} at step {st.step}), so "
+            f"epochs {st.epoch + 1}-{cfg.trainer.max_epochs} train at that LR and change little. For a new {name} "
+            f"cycle from optim.lr={cfg.optim.lr:g} over the added epochs, add sched.restart=true (a warm restart, "
+            f"SGDR); or start a new run from its weights: {fresh}")
 
 
 def input_stats(cfg: DictConfig, transfer, info, resumed: Optional[dict] = None) -> Optional[tuple[list, list]]:
@@ -395,7 +442,8 @@ def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, over
 def _interrupted(engine: Engine, run_dir: Path, signum: int) -> float:
     last = run_dir / "checkpoints" / "last.pt"
     where = f"{last} holds epoch {engine.state.epoch}" if last.exists() else "no epoch had finished yet"
+    cv_job = cv_job_of(engine.extra["config"]["cv"], run_dir)  # a fold: continue the whole job (the other folds)
     engine.logger.info(f"Stopped by {signal.Signals(signum).name} during epoch {engine.state.epoch + 1}; "
                        f"the partial epoch was dropped and {where}. Continue with: python train.py "
-                       f"resume=true hydra.run.dir={run_dir}")
+                       f"resume=true hydra.run.dir={cv_job or run_dir}")
     raise SystemExit(128 + int(signum))

@@ -8,7 +8,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlcourse.errors import UserError  # noqa: E402
+from dlcourse.errors import ConfigError, UserError  # noqa: E402
+
+
+def _number(args: dict, key: str, kind: type, ok, meaning: str):
+    """`key=` as a number of `kind` that passes `ok`; None when not given."""
+    if key not in args:
+        return None
+    try:
+        value = kind(args[key])
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        shown = repr(args[key]) if value is None else value
+        raise ConfigError(f"{key}={shown} is not valid: it is {meaning}. Give e.g. "
+                          f"`python scripts/playground.py {key}={500 if kind is int else 0.01}`.")
+    return value
 
 
 def main(argv=None) -> int:
@@ -29,8 +44,9 @@ def main(argv=None) -> int:
             options = OmegaConf.to_container(compose_config([f"optim={name}"]).optim, resolve=True)
             optimizers[name] = (get_class(options.pop("_target_")), options)
         surface = args.get("surface", "rosenbrock")
-        results = run(optimizers, surface, int(args.get("steps", 500)),
-                      float(args["lr"]) if "lr" in args else None)
+        steps = _number(args, "steps", int, lambda v: v >= 1, "the number of optimizer steps, an integer >= 1")
+        lr = _number(args, "lr", float, lambda v: v > 0, "the learning rate, a number > 0")
+        results = run(optimizers, surface, 500 if steps is None else steps, lr)
         out = figure(results, surface, Path(args.get("out", f"playground_{surface}.png")))
     except UserError as e:
         print(f"Error: {e}", file=sys.stderr)

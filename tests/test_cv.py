@@ -7,8 +7,9 @@ import statistics
 import pytest
 import torch
 
-from conftest import compose_config, train
+from conftest import FAST, cli, compose_config, train
 from dlcourse.builders import make_split
+from dlcourse.callbacks import Callback
 from dlcourse.data import Split, read_dataset
 from dlcourse.errors import ConfigError
 
@@ -59,3 +60,43 @@ def test_a_single_fold_is_one_ordinary_run(run_dir):
     metrics = train(run_dir, ["cv.folds=4", "cv.fold=1", "trainer.max_epochs=1"])
     assert not (run_dir / "cv_metrics.json").exists() and not (run_dir / "fold_1").exists()
     assert metrics["epochs_run"] == 1
+
+
+class _StopInFold(Callback):
+    """Ctrl-C after the first epoch of one fold (the engine stops at the next step)."""
+
+    def __init__(self, fold: int):
+        self.fold = fold
+
+    def on_epoch_end(self, engine, epoch, metrics):
+        if engine.extra["config"]["cv"]["fold"] == self.fold:
+            engine.stop_requested = True
+
+
+def test_an_interrupted_cross_validation_resumes_as_the_console_says(tmp_path, monkeypatch, capsys):
+    import dlcourse.train as training
+
+    cv_dir = tmp_path / "cv"
+    overrides = ["cv.folds=3", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "figures.enabled=false",
+                 "optim.lr=0.01"]
+    original = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda *a, **k: [*original(*a, **k), _StopInFold(1)])
+    with pytest.raises(SystemExit):
+        training.run(compose_config(overrides), cv_dir, [*FAST, *overrides])
+    monkeypatch.undo()
+    assert f"Continue with: python train.py resume=true hydra.run.dir={cv_dir}\n" in capsys.readouterr().out
+    finished_0 = json.loads((cv_dir / "fold_0" / "metrics.json").read_text())["finished_at"]
+    assert not (cv_dir / "fold_1" / "metrics.json").exists() and not (cv_dir / "fold_2").exists()
+
+    one = cli(["resume=true", f"hydra.run.dir={cv_dir / 'fold_1'}"])  # the fold on its own
+    assert one.returncode == 0, one.stderr
+    assert json.loads((cv_dir / "fold_1" / "metrics.json").read_text())["epochs_run"] == 2
+    assert f"python train.py resume=true hydra.run.dir={cv_dir}" in one.stdout
+    whole = cli(["resume=true", f"hydra.run.dir={cv_dir}"])  # the rest of the job
+    assert whole.returncode == 0, whole.stderr
+    cv = json.loads((cv_dir / "cv_metrics.json").read_text())
+    folds = [json.loads((cv_dir / f"fold_{i}" / "metrics.json").read_text()) for i in range(3)]
+    assert cv["per_fold"]["test/acc"] == [f["test/acc"] for f in folds]
+    assert folds[0]["finished_at"] == finished_0  # finished folds are kept, not trained again
+    assert [f["epochs_run"] for f in folds] == [2, 2, 2]
+    assert torch.load(cv_dir / "fold_2" / "checkpoints" / "last.pt", weights_only=True)["config"]["optim"]["lr"] == 0.01

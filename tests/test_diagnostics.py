@@ -246,3 +246,44 @@ def test_cuda():
     assert metrics["diag/dead_frac/act1"] == pytest.approx(4 / 9)
     assert metrics["diag/weight_norm/total"] == pytest.approx(math.sqrt(41.75))
     assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_an_epoch_without_sampled_steps_keeps_the_last_sampled_statistics():
+    model = make_model()
+    engine = make_engine(model)
+    diag = Diagnostics(activations=True, gradients=True, weight_norms=True, every_n_steps=2)
+    train_epoch(diag, engine)
+    first = diag.summary()
+    diag.on_step_start(engine, 5)  # step 5 of epoch 2 is not sampled (every_n_steps=2)
+    model(torch.tensor(BATCHES[0])).pow(2).mean().backward()
+    diag.on_after_backward(engine, 5)
+    metrics = {}
+    diag.on_epoch_end(engine, 2, metrics)
+    summary = diag.summary()
+    assert "diag/act_std/act1" not in metrics and "diag/grad_norm/total" not in metrics
+    assert summary["act_std"] == first["act_std"] and summary["grad_norm"] == first["grad_norm"]
+    assert diag.sampled_epoch == {"activations": 1, "gradients": 1}
+
+
+def test_depth_figures_are_drawn_when_the_last_epoch_had_no_sampled_step(tmp_path):
+    from conftest import train
+
+    train(tmp_path, ["diagnostics=full", "diagnostics.every_n_steps=100", "trainer.limit_train_batches=2",
+                     "trainer.max_epochs=2"])  # only step 1 (epoch 1) is sampled
+    for name in ("activations_by_depth.png", "gradients_by_depth.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 10_000, name
+
+
+def test_learning_curves_of_a_short_run_label_whole_epochs(tmp_path, monkeypatch):
+    from dlcourse.viz import course
+
+    drawn = []
+    monkeypatch.setattr(course, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train/loss": 2.0 / e, "val/loss": 2.2 / e, "train/acc": 0.3 * e, "val/acc": 0.25 * e}
+               for e in (1, 2, 3)]
+    course.learning_curves(history, tmp_path / "c.png", "short run", best_epoch=3)
+    fig = drawn[0]
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import cli, compose_config
+from conftest import cli, compose_config, train
 from dlcourse.builders import dataset_info, make_data, make_losses, make_model, make_optimizer, resolve_task
 from dlcourse.lr_finder import lr_range_test, suggestions
 
@@ -70,3 +70,19 @@ def test_lr_find_then_stop_or_train_with_the_suggestion(tmp_path, capsys):
     assert config["optim"]["lr"] == suggested
     ckpt = torch.load(tmp_path / "apply" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["optimizer"]["param_groups"][0]["initial_lr"] == suggested
+
+
+def test_resuming_an_applied_lr_find_reuses_its_suggestion(tmp_path, monkeypatch):
+    run = ["lr_find.enabled=true", "lr_find.apply=true", "lr_find.num_steps=20", "trainer.limit_train_batches=3",
+           "figures.enabled=false"]
+    train(tmp_path, [*run, "trainer.max_epochs=1"])
+    suggested = json.loads((tmp_path / "lr_find.json").read_text())["suggested_lr"]
+
+    def no_second_test(*args, **kwargs):
+        raise AssertionError("the range test ran again on resume")
+
+    monkeypatch.setattr("dlcourse.lr_finder.lr_range_test", no_second_test)
+    metrics = train(tmp_path, [*run, "trainer.max_epochs=2", "resume=true"])
+    assert metrics["epochs_run"] == 2
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["config"]["optim"]["lr"] == suggested and ckpt["state"]["history"][1]["lr"] == suggested

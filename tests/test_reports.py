@@ -97,6 +97,14 @@ def test_report_script_lists_failed_and_diverged_jobs(sweep, tmp_path):
     assert f"`{jobs[2].name}`" in failed and "diverged:" in failed
     rows = list(csv.DictReader((copy / "report.csv").open()))
     assert sorted(int(r["n"]) for r in rows) == [1, 1, 2, 2]  # the two jobs left out of the means
+    left = [j for j in jobs if j not in (jobs[0], jobs[2])]
+    means = sorted(float(r["val/acc mean"]) for r in rows)
+    by_config = {}
+    for job in left:  # the mean of each configuration over the jobs that finished, computed here
+        key = " ".join(sorted((job / ".hydra" / "overrides.yaml").read_text().replace("- ", "").split()))
+        key = " ".join(o for o in key.split() if not o.startswith("seed="))
+        by_config.setdefault(key, []).append(json.loads((job / "metrics.json").read_text())["val/acc_best"])
+    assert means == pytest.approx(sorted(statistics.mean(v) for v in by_config.values()))
 
 
 def test_report_of_a_folder_without_runs_is_a_clear_error(tmp_path):
@@ -114,7 +122,12 @@ def test_joblib_launcher_runs_two_jobs_side_by_side_with_one_thread_each(tmp_pat
     assert len(runs) == 2 and all(r["threads"] == 1 for r in runs)
     (a0, a1), (b0, b1) = [(r["started_at"], r["finished_at"]) for r in runs]
     assert a0 < b1 and b0 < a1  # the two runs overlapped in time
-    assert (sweep_dir / "report.md").exists()
+    rows = {r["optim.lr"]: r for r in csv.DictReader((sweep_dir / "report.csv").open())}
+    for job in sweep_dir.glob("*/metrics.json"):  # each configuration's one run, as the job wrote it
+        lr = next(o.split("=")[1] for o in (job.parent / ".hydra" / "overrides.yaml").read_text().split()
+                  if o.startswith("optim.lr="))
+        assert float(rows[lr]["val/acc mean"]) == pytest.approx(json.loads(job.read_text())["val/acc_best"])
+        assert rows[lr]["n"] == "1" and rows[lr]["val/acc std"] == ""
 
 
 def test_optuna_search_completes_and_reports_its_trials(tmp_path):
@@ -124,6 +137,7 @@ def test_optuna_search_completes_and_reports_its_trials(tmp_path):
     out = cli(["-m", "hparams_search=lr_wd_optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
                "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
     assert out.returncode == 0, out.stderr
+    assert "setup plugin" not in out.stdout + out.stderr  # no alembic start-up chatter
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     values = [json.loads(p.read_text())["val/acc_best"] for p in sweep_dir.glob("*/metrics.json")]
     assert len(values) == 3 and results["best_value"] == pytest.approx(max(values))
@@ -151,3 +165,45 @@ def test_launcher_configs_compose_into_the_plugins(launcher, target):
         assert node.tasks_per_node == 1 and node.timeout_min > 0 and "partition" in node
     else:
         assert node.n_jobs == -1  # the plugin's own config: one job per core, one thread each
+
+
+@pytest.fixture(scope="module")
+def cv_sweep(tmp_path_factory):
+    """A cross-validated sweep whose middle job has a configuration error."""
+    sweep_dir = tmp_path_factory.mktemp("cv_sweep") / "s"
+    out = cli(["-m", "optim.lr=0.01,-1,0.003", "cv.folds=2", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+               "figures.enabled=false", f"hydra.sweep.dir={sweep_dir}"], timeout=600)
+    return sweep_dir, out
+
+
+def test_a_job_with_a_config_error_fails_alone_and_is_reported_with_its_reason(cv_sweep):
+    sweep_dir, out = cv_sweep
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "1 of 3 jobs failed" in out.stderr
+    assert out.stdout.count("tensorboard --logdir") == 1 and f"tensorboard --logdir {sweep_dir}\n" in out.stdout
+    jobs = {p.name.split("_", 1)[0]: p for p in sweep_dir.glob("[0-9]_*")}
+    assert (jobs["0"] / "metrics.json").is_file() and (jobs["2"] / "metrics.json").is_file()  # the job after it ran
+    failed_dir = jobs["1"]
+    assert "Error: optim.lr=-1 is not valid" in (failed_dir / "train.log").read_text()
+    report = (sweep_dir / "report.md").read_text()
+    failed = report.split("## Failed and diverged jobs")[1].split("##")[0].strip().splitlines()
+    assert len(failed) == 1 and failed[0].startswith(f"- `{failed_dir.name}` (optim.lr=-1 ")
+    assert "failed: optim.lr=-1 is not valid: it must be a number >= 0" in failed[0]
+    again = write_report(sweep_dir, log=lambda *_: None).read_text()  # scripts/report.py reads the same
+    assert again.split("## Failed and diverged jobs")[1] == report.split("## Failed and diverged jobs")[1]
+
+
+def test_a_cross_validated_sweep_reports_mean_and_std_over_folds_and_their_curves(cv_sweep):
+    sweep_dir, _ = cv_sweep
+    rows = {r["optim.lr"]: r for r in csv.DictReader((sweep_dir / "report.csv").open())}
+    assert sorted(rows) == ["0.003", "0.01"]
+    for lr, row in rows.items():
+        folds = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*optim.lr={lr},*/fold_*/metrics.json"))]
+        assert len(folds) == 2 and row["n"] == "2"
+        for key, column in (("val/acc_best", "val/acc"), ("test/acc", "test/acc")):
+            values = [f[key] for f in folds]
+            assert float(row[f"{column} mean"]) == pytest.approx(statistics.mean(values))
+            assert float(row[f"{column} std"]) == pytest.approx(statistics.stdev(values))
+    report = (sweep_dir / "report.md").read_text()
+    assert "over the 2 folds of each run" in report
+    assert (sweep_dir / "report_curves.png").stat().st_size > 10_000

@@ -47,6 +47,7 @@ def test_command_line_resume_continues_with_the_runs_own_overrides(tmp_path):
     again = cli(["trainer.max_epochs=2", "resume=true", f"hydra.run.dir={run}"])
     assert again.returncode == 0, again.stderr
     assert "model=lenet optim=sgd" in again.stdout and "epoch 2/2" in again.stdout
+    assert again.stdout.rstrip().endswith(f"TensorBoard: tensorboard --logdir {run}")
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["model_name"] == "lenet" and ckpt["config"]["optim"]["_target_"] == "torch.optim.SGD"
     assert ckpt["state"]["epoch"] == 2 and ckpt["state"]["step"] == 6

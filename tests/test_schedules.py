@@ -2,6 +2,9 @@
 and extension of a run (resume with a larger horizon) for every schedule."""
 from __future__ import annotations
 
+import math
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -183,3 +186,62 @@ def test_a_real_run_extends_under_every_schedule(tmp_path, sched):
     assert len(lrs_seen) == 4
     if sched in MONOTONE:
         assert all(b <= a for a, b in zip(lrs_seen, lrs_seen[1:])), lrs_seen
+
+
+@pytest.mark.parametrize("name,make", [
+    ("cosine", lambda o: lrs.CosineAnnealingLR(o, T_max=30, eta_min=0.01)),
+    ("onecycle", lambda o: lrs.OneCycleLR(o, max_lr=1.0, total_steps=30, pct_start=0.3)),
+])
+def test_restart_on_extension_is_a_new_cycle_over_the_added_epochs(name, make):
+    kw = {"cosine": dict(eta_min=0.01), "onecycle": dict(pct_start=0.3)}[name]
+    opt = optimizer(lr=1.0)
+    first = build_schedule(opt, name, 10, 2, **kw)
+    for _ in range(20):  # the run reached the end of its schedule
+        first.after_batch()
+    second = build_schedule(opt, name, 10, 5, restart=True, **kw)
+    second.load_state_dict(first.state_dict())
+    assert not second.at_final_lr()
+    seen = []
+    for _ in range(30):
+        seen.append(opt.param_groups[0]["lr"])
+        second.after_batch()
+    assert seen == pytest.approx(torchs(make, epochs=3), rel=1e-9, abs=1e-12)
+    again = build_schedule(optimizer(lr=1.0), name, 10, 5, restart=True, **kw)  # resumed within the new cycle
+    again.load_state_dict(second.state_dict())
+    assert again.plan == second.plan
+
+
+def test_extending_a_finished_cosine_run_without_restart_is_flagged():
+    opt = optimizer(lr=1.0)
+    first = build_schedule(opt, "cosine", 10, 2)
+    for _ in range(20):
+        first.after_batch()
+    second = build_schedule(opt, "cosine", 10, 5)
+    second.load_state_dict(first.state_dict())
+    assert second.at_final_lr() and opt.param_groups[0]["lr"] == 0.0
+    halfway = build_schedule(optimizer(lr=1.0), "cosine", 10, 5)
+    halfway.load_state_dict({**first.state_dict(), "step": 10})
+    assert not halfway.at_final_lr()
+    steady = build_schedule(optimizer(lr=1.0), "step", 10, 5, step_size=1)
+    steady.load_state_dict(build_schedule(optimizer(lr=1.0), "step", 10, 2, step_size=1).state_dict())
+    assert not steady.at_final_lr()  # no horizon: it goes on decaying
+
+
+def test_extending_a_finished_cosine_run_warns_and_restart_trains_again(tmp_path, capsys):
+    common = ["sched=cosine", "optim=sgd", "optim.lr=0.1", "trainer.limit_train_batches=3", "figures.enabled=false"]
+    train(tmp_path / "a", [*common, "trainer.max_epochs=2"])
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    capsys.readouterr()
+    flat = train(tmp_path / "a", [*common, "trainer.max_epochs=4", "resume=true"])
+    out = capsys.readouterr().out
+    assert "warning: the cosine schedule of this run had reached its end" in out
+    assert "sched.restart=true" in out and f"model.weights={tmp_path / 'a' / 'checkpoints' / 'best.pt'}" in out
+    history = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["state"]["history"]
+    assert [h["lr"] for h in history[2:]] == [0.0, 0.0]
+    restarted = train(tmp_path / "b", [*common, "trainer.max_epochs=4", "resume=true", "sched.restart=true"])
+    assert "reached its end" not in capsys.readouterr().out
+    history = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["state"]["history"]
+    lrs_seen = [h["lr"] for h in history]
+    # the LR each epoch started with: epochs 3-4 are a new cosine from optim.lr over their 6 steps
+    assert lrs_seen == pytest.approx([0.1, 0.05, 0.1, 0.1 * (1 + math.cos(math.pi * 3 / 6)) / 2])
+    assert restarted["train/loss_last"] != flat["train/loss_last"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import compose_config, train
 from dlcourse.data.toy import GATES, TOY_DATASETS, describe_toy, read_toy
 from dlcourse.errors import ConfigError
 
@@ -151,3 +152,13 @@ def test_gates_spiral_sine_do_not_import_sklearn():
             "print('sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_perceptron_brings_its_textbook_rule_and_learns_and(tmp_path):
+    overrides = ["model=perceptron", "dataset=and", "figures.enabled=false"]  # python train.py model=perceptron dataset=and
+    cfg = compose_config(overrides)
+    assert (cfg.optim._target_, cfg.init.name, cfg.trainer.batch_size) == ("torch.optim.SGD", "zeros", 1)
+    metrics = train(tmp_path, overrides)
+    assert metrics["test/acc"] == 1.0 and metrics["train/acc_last"] == 1.0
+    adam = compose_config(["model=perceptron", "optim=adam"])  # the command line still chooses
+    assert adam.optim._target_ == "torch.optim.Adam" and adam.optim.lr == 0.001

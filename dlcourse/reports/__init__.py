@@ -22,6 +22,14 @@ def _shell(override: str) -> str:
     return f"'{override}'" if any(c in override for c in " []{}(),*?$") else override
 
 
+def _averaged_over(jobs, summary) -> str:
+    folds = sorted({len(j.folds) for j in jobs if j.ok and j.folds})
+    over = list(summary.repeats)
+    if folds:
+        over.append(f"the {'/'.join(map(str, folds))} folds of each run")
+    return f"{' and '.join(over)} (n)" if over else "the runs (n runs)"
+
+
 def best_command(jobs, summary) -> str:
     """The command that trains the best configuration (for one seed: add `seed=...`)."""
     best = summary.table["configuration"].iloc[0]
@@ -50,8 +58,7 @@ def write_report(sweep_dir: Path | str, log=print) -> Path:
     lines.append(f"{len(jobs)} jobs ({done} finished), {len(summary.table)} configurations. Swept: "
                  f"{', '.join(summary.keys + summary.repeats) or 'nothing'}. Ranked by the best "
                  f"`{summary.monitor}` of each run ({'higher' if summary.higher_is_better else 'lower'} is "
-                 f"better); cells are mean ± sample std over "
-                 f"{' and '.join(summary.repeats) if summary.repeats else 'the runs'} (n runs).")
+                 f"better); cells are mean ± sample std over {_averaged_over(jobs, summary)}.")
     lines.append("")
     pngs = []
     if not summary.table.empty:
@@ -68,7 +75,7 @@ def write_report(sweep_dir: Path | str, log=print) -> Path:
                                                        scatter=search))
         if len(summary.keys) >= 2 and not search:  # a grid; a search's points do not fill one
             pngs.append(figures.heatmap(summary, sweep_dir / "report_heatmap.png"))
-        if any(j.history is not None for j in jobs):
+        if any(j.histories for j in jobs):
             pngs.append(figures.learning_curves(summary, jobs, sweep_dir / "report_curves.png"))
         pngs += gallery.run_figures(summary, jobs, sweep_dir)
         numeric = [k for k in summary.keys if summary.table[k].map(figures.as_number).notna().all()]

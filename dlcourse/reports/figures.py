@@ -103,18 +103,26 @@ def heatmap(summary: Summary, out: Path) -> Path:
     return _save(fig, out)
 
 
+def _repeats(summary: Summary, jobs: list[Job]) -> str:
+    """What the runs of one configuration differ by: seeds, folds, or both."""
+    what = [k for k in summary.repeats if k != "cv.fold"] and ["seeds"]
+    if "cv.fold" in summary.repeats or any(j.folds for j in jobs):
+        what.append("folds")
+    return " and ".join(what or ["seeds"])
+
+
 def learning_curves(summary: Summary, jobs: list[Job], out: Path) -> Path:
     """Training loss and the monitored metric per epoch: mean over seeds with a ± std band."""
     m = summary.monitor
     panels = list(dict.fromkeys(c for c in ("train/loss", m) if c))
-    if any(j.history is not None and WEIGHT_NORM in j.history for j in jobs):
+    if any(WEIGHT_NORM in h for j in jobs for h in j.histories):
         panels.append(WEIGHT_NORM)  # diagnostics runs: ||w|| per epoch (the logistic-regression exercise)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
     by_config: dict[str, list[pd.DataFrame]] = {}
     configs = dict(zip(summary.jobs["job"], summary.jobs["configuration"]))
     for job in jobs:
-        if job.ok and job.history is not None and job.path.name in configs:
-            by_config.setdefault(configs[job.path.name], []).append(job.history.set_index("epoch"))
+        if job.ok and job.path.name in configs:  # a cross-validated job: each fold, like a seed
+            by_config.setdefault(configs[job.path.name], []).extend(h.set_index("epoch") for h in job.histories)
     order = list(summary.table["configuration"])
     for ax, column in zip(axes[0], panels):
         for rank, config in enumerate(order):
@@ -134,7 +142,7 @@ def learning_curves(summary: Summary, jobs: list[Job], out: Path) -> Path:
         if ("loss" in column or column == WEIGHT_NORM) and low > 0 and high / low > 20:
             ax.set_yscale("log")
         ax.set_ylabel(column)
-        ax.set_title(f"{column} per epoch (mean ± std over seeds)", fontsize=10)
+        ax.set_title(f"{column} per epoch (mean ± std over {_repeats(summary, jobs)})", fontsize=10)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
@@ -150,7 +158,8 @@ def objective_per_trial(summary: Summary, jobs: list[Job], out: Path) -> Path:
     """A search's objective (the monitored metric) per trial, with the best so far."""
     m = summary.monitor
     numbers = {j.path.name: j.number for j in jobs}
-    frame = summary.jobs.assign(trial=summary.jobs["job"].map(numbers)).sort_values("trial")
+    frame = summary.jobs.groupby("job", sort=False)[m].mean().reset_index()  # a cross-validated trial: its folds' mean
+    frame = frame.assign(trial=frame["job"].map(numbers)).sort_values("trial")
     best = frame[m].cummax() if summary.higher_is_better else frame[m].cummin()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(frame["trial"], frame[m], "o", label="trial")

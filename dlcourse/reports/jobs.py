@@ -30,6 +30,13 @@ class Job:
     history: Optional[pd.DataFrame]
     reason: str = ""  # why it has no usable result (failed or diverged)
     extra: dict[str, Any] = field(default_factory=dict)
+    folds: list[dict[str, Any]] = field(default_factory=list)  # a cross-validated job: each fold's metrics
+    fold_histories: list[pd.DataFrame] = field(default_factory=list)
+
+    @property
+    def histories(self) -> list[pd.DataFrame]:
+        """The per-epoch histories to average: each fold's, or the run's own."""
+        return self.fold_histories or ([self.history] if self.history is not None else [])
 
     @property
     def ok(self) -> bool:
@@ -63,7 +70,13 @@ def read_job(path: Path) -> Job:
         reason = "failed: " + (_last_error(path / "train.log") or "no metrics.json (the job did not finish)")
     elif metrics.get("diverged"):
         reason = "diverged: " + (_last_error(path / "train.log") or "the loss became NaN or infinite")
-    return Job(path, _number(path.name), overrides, config, metrics, history, reason)
+    job = Job(path, _number(path.name), overrides, config, metrics, history, reason)
+    cv_file = path / "cv_metrics.json"
+    if metrics is not None and cv_file.is_file():  # every fold in this job (cv.folds without cv.fold)
+        per_fold = json.loads(cv_file.read_text())["per_fold"]
+        job.folds = [dict(zip(per_fold, values)) for values in zip(*per_fold.values())]
+        job.fold_histories = [pd.read_csv(f) for f in sorted(path.glob("fold_*/history.csv"))]
+    return job
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:

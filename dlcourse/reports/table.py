@@ -38,24 +38,29 @@ def configuration(job: Job, keys: list[str]) -> str:
     return " ".join(f"{k}={job.overrides.get(k, '')}" for k in keys) or "(one configuration)"
 
 
+def _rows(job: Job, keys: list[str], swept: list[str], monitor: str) -> list[dict]:
+    """The job's numbers: one row, or one per fold of a cross-validated job (averaged like seeds)."""
+    runs = list(zip(job.folds, job.fold_histories)) if job.folds and len(job.folds) == len(job.fold_histories) \
+        else [(m, None) for m in job.folds] or [(job.metrics, job.history)]
+    rows = []
+    for metrics, history in runs:
+        row = {"job": job.path.name, "configuration": configuration(job, keys),
+               **{k: job.overrides.get(k) for k in swept}, monitor: metrics.get(f"{monitor}_best")}
+        row.update({m: metrics.get(m) for m in SUMMED if m in metrics})
+        if history is not None:  # per-epoch diagnostics: their last value
+            row.update({m: history[m].dropna().iloc[-1] for m in SUMMED
+                        if m not in row and m in history and history[m].notna().any()})
+        rows.append(row)
+    return rows
+
+
 def summarize(jobs: list[Job]) -> Summary:
     monitor = monitor_of(jobs)
     higher = not lower_is_better(monitor)
     swept = swept_keys(jobs)
     keys = [k for k in swept if k not in REPEATS]
     repeats = [k for k in swept if k in REPEATS]
-    best_key = f"{monitor}_best"
-    rows = []
-    for job in jobs:
-        if not job.ok:
-            continue
-        row = {"job": job.path.name, "configuration": configuration(job, keys),
-               **{k: job.overrides.get(k) for k in swept}, monitor: job.metrics.get(best_key)}
-        row.update({m: job.metrics.get(m) for m in SUMMED if m in job.metrics})
-        if job.history is not None:  # per-epoch diagnostics: their last value
-            row.update({m: job.history[m].dropna().iloc[-1] for m in SUMMED
-                        if m not in row and m in job.history and job.history[m].notna().any()})
-        rows.append(row)
+    rows = [row for job in jobs if job.ok for row in _rows(job, keys, swept, monitor)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return Summary(monitor, higher, keys, repeats, frame, pd.DataFrame())

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm, Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 DPI = 100
 BINARY_CMAP = "RdBu_r"  # class 0 blue, class 1 red
@@ -66,6 +67,7 @@ def learning_curves(history: list[dict], path, title: str, best_epoch: int | Non
         ax.plot(xs, ys, "--", marker="o" if len(xs) < 30 else None, ms=3, color="C1", label="val R²")
         ax.set(xlabel="epoch", ylabel="R² (1 = perfect fit)", title="validation R²")
     for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, 3; never 1.5
         if best_epoch is not None:
             ax.axvline(best_epoch, color="k", ls=":", lw=1.2, label=f"best epoch {best_epoch}")
         ax.grid(alpha=0.3)

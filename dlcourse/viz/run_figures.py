@@ -92,18 +92,23 @@ class RunFigures(Callback):
     def _depth(self, engine) -> list[Path]:
         s = self.diagnostics.summary()
         paths = []
+
+        def when(part: str) -> str:
+            epoch = self.diagnostics.sampled_epoch.get(part)
+            return "last epoch" if epoch in (None, engine.state.epoch) else f"epoch {epoch}, the last sampled"
+
         if "act_std" in s:
             paths.append(course.depth_profile(s["activations"], {"activation std": s["act_std"],
                                                                   "activation mean": [abs(v) for v in s["act_mean"]]},
                                               self.dir / "activations_by_depth.png",
-                                              f"{self.title}\nactivation statistics by depth (last epoch)",
+                                              f"{self.title}\nactivation statistics by depth ({when('activations')})",
                                               ylabel="value (|mean|, std)"))
         if "grad_norm" in s:
             paths.append(course.depth_profile(s["layers"], {"gradient norm": s["grad_norm"],
                                                             "weight norm": s.get("weight_norm", [])} if "weight_norm" in s
                                               else {"gradient norm": s["grad_norm"]},
                                               self.dir / "gradients_by_depth.png",
-                                              f"{self.title}\nweight-gradient norm by depth (last epoch)",
+                                              f"{self.title}\nweight-gradient norm by depth ({when('gradients')})",
                                               ylabel="norm"))
         return paths
 
