@@ -107,6 +107,7 @@ def test_note(source: str, n_test: int, n: int, seed: int) -> str:
 
 def _numpy(value, key: str, source: str) -> np.ndarray:
     a = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    a = a if a.flags.writeable else a.copy()  # e.g. pandas' arrays: tensors must not share read-only memory
     if a.ndim == 0 or len(a) == 0:
         raise DataError(f"{source}: '{key}' is {'empty' if a.ndim else 'a single value'}; it must hold one entry per sample.")
     return a
