@@ -121,7 +121,9 @@ def test_a_fold_of_cross_validation_on_npz(tmp_path):
     rng = np.random.default_rng(4)
     np.savez(tmp_path / "v.npz", x=rng.normal(size=(100, 4)), y=rng.integers(0, 2, 100), x_test=rng.normal(size=(20, 4)),
              y_test=rng.integers(0, 2, 20))
-    train(tmp_path / "run", ["dataset=tensors", f"dataset.path={tmp_path / 'v.npz'}", "cv.folds=2", "cv.fold=0", *QUICK])
+    train(tmp_path / "run", ["dataset=tensors", f"dataset.path={tmp_path / 'v.npz'}", "cv.folds=2", "cv.fold=0", "task=binary",
+                               *QUICK])
+    assert checkpoint(tmp_path / "run")["task"] == "binary"  # two integer classes, binary when asked
     data = stored_data(tmp_path / "run")
     assert (data.train.num_samples, data.val.num_samples, data.test.num_samples) == (50, 50, 20)
 

@@ -65,8 +65,8 @@ def _stamp(path: Optional[str], key: str, name: str) -> tuple:
                           f"dataset={name} {key}=/path/to/data{_KINDS[name].split()[0]}"
                           f"{' dataset.target=<column>' if name == 'csv' else ''}.")
     if not os.path.isfile(path):
-        where = "" if os.path.isabs(path) else f" (relative to {os.getcwd()})"
-        raise DataError(f"{key}={path}: there is no such file{where}. Check the path, or give it absolute.")
+        raise DataError(f"{key}={path}: there is no such file. Check the path (a relative one is taken from the "
+                        "directory the command was started in).")
     stat = os.stat(path)
     return path, stat.st_mtime_ns, stat.st_size
 
