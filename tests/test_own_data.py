@@ -237,3 +237,15 @@ def test_errors_are_one_paragraph_before_anything_is_written(tmp_path, monkeypat
     sys.modules.pop("badfactory", None)
     assert all(w in str(e.value) for w in words), str(e.value)
     assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_data_switches_work_on_arrays_with_their_own_validation_split(tmp_path):
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, 256, (90, 6, 6), dtype=np.uint8), np.repeat([0, 1, 2], 30)
+    np.savez(tmp_path / "s.npz", x=x, y=y, x_val=x[:30], y_val=y[:30], x_test=x[::3], y_test=y[::3])
+    train(tmp_path / "run", ["dataset=tensors", f"dataset.path={tmp_path / 's.npz'}", "dataset.classes=[2,0]",
+                             "dataset.per_class=12", "dataset.label_noise=0.5", "dataset.shuffle_pixels=true", *QUICK])
+    data = stored_data(tmp_path / "run")
+    assert (data.train.num_samples, data.val.num_samples, data.test.num_samples) == (24, 30, 20)  # x_val: classes 0 only
+    assert data.classes == ["2", "0"] and set(data.val.labels.tolist()) == {1}
+    assert not torch.equal(data.val.images, torch.from_numpy(x[:30]).unsqueeze(1))  # the pixels are shuffled too
