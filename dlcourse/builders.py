@@ -52,8 +52,8 @@ def own_source(cfg: DictConfig) -> Optional[Source]:
     if kwargs is not None and not (factory and isinstance(kwargs, DictConfig)):
         raise ConfigError(f"dataset.kwargs={kwargs} holds the keyword arguments of dataset._target_ as a dict, e.g. "
                           "dataset._target_=mydata.build dataset.kwargs={n:500}" + ("" if factory else "; set dataset._target_."))
-    stray = [k for k in ("path", "target", "test_path") if d[k] is not None and (factory or d.name not in OWN_DATASETS
-                                                                              or (k == "target" and d.name != "csv"))]
+    reads = {"tensors": ("path", "test_path"), "csv": ("path", "target", "test_path")}
+    stray = [k for k in ("path", "target", "test_path") if d[k] is not None and (factory or k not in reads.get(d.name, ()))]
     if stray:
         uses = "dataset=tensors (path, test_path) and dataset=csv (path, target, test_path)"
         raise ConfigError(f"{', '.join(f'dataset.{k}={d[k]}' for k in stray)}: read only by {uses}, not by "
