@@ -14,8 +14,8 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import distributed
-from dlcourse.data import (FILE_DATASETS, TOY_DATASETS, keep_classes, Data, DatasetInfo, Split, build_data, build_folder_data, describe_dataset,
-                           read_dataset)
+from dlcourse.data import (FILE_DATASETS, OWN_DATASETS, TOY_DATASETS, keep_classes, Data, DatasetInfo, Source, Split, absolute,
+                           build_data, build_folder_data, build_samples_data, describe_dataset, load_source, read_dataset)
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
 from dlcourse.data.augment.options import OFF
 from dlcourse.data.switches import shuffle_pixels
@@ -44,22 +44,49 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def own_source(cfg: DictConfig) -> Optional[Source]:
+    """Your own data (dataset=tensors|csv, dataset._target_) or None. Its paths become absolute in `cfg` (so the
+    stored config finds them from anywhere); with dataset._target_, dataset.name becomes that target."""
+    d = cfg.dataset
+    factory, kwargs = d.get("_target_"), d.get("kwargs")
+    if kwargs is not None and not (factory and isinstance(kwargs, DictConfig)):
+        raise ConfigError(f"dataset.kwargs={kwargs} holds the keyword arguments of dataset._target_ as a dict, e.g. "
+                          "dataset._target_=mydata.build dataset.kwargs={n:500}" + ("" if factory else "; set dataset._target_."))
+    reads = {"tensors": ("path", "test_path"), "csv": ("path", "target", "test_path")}
+    stray = [k for k in ("path", "target", "test_path") if d[k] is not None and (factory or k not in reads.get(d.name, ()))]
+    if stray:
+        uses = "dataset=tensors (path, test_path) and dataset=csv (path, target, test_path)"
+        raise ConfigError(f"{', '.join(f'dataset.{k}={d[k]}' for k in stray)}: read only by {uses}, not by "
+                          f"{'dataset._target_=' + factory if factory else 'dataset=' + d.name}. Remove it, or choose "
+                          "dataset=tensors / dataset=csv.")
+    if not factory and d.name not in OWN_DATASETS:
+        return None
+    d.path, d.test_path = absolute(d.path), absolute(d.test_path)
+    if factory:
+        d.name = factory
+    return Source(d.name, d.path, d.target, d.test_path, factory,
+                  OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}, d.split_seed, d.root)
+
+
 def dataset_info(cfg: DictConfig) -> DatasetInfo:
     d = cfg.dataset
     info = describe_dataset(d.name, root=d.root, image_shape=d.image_shape, num_classes=d.num_classes,
-                            image_size=d.image_size, arms=d.arms)
+                            image_size=d.image_size, arms=d.arms, source=own_source(cfg))
     switches = [f"dataset.{k}={d[k]}" for k, off in (("per_class", None), ("normalize", "per_channel"),
                                                        ("label_noise", 0.0), ("shuffle_pixels", False)) if d[k] != off]
-    if switches and d.name in FILE_DATASETS:
+    if info.has_val and cfg.cv.folds is not None:
+        raise ConfigError(f"cv.folds={cfg.cv.folds} deals the training samples into folds, but dataset.path={d.path} "
+                          "brings its own validation split (x_val, y_val). Remove cv.folds, or leave x_val out of the file.")
+    if switches and (d.name in FILE_DATASETS or info.streamed):
         raise ConfigError(f"{', '.join(switches)}: these data switches work on in-memory datasets; "
                           f"dataset={d.name} is read from files batch by batch. Remove them.")
     class_switches = [s for s in switches if s.startswith(("dataset.per_class=", "dataset.label_noise="))]
     if class_switches and info.task == "regression":
         raise ConfigError(f"{', '.join(class_switches)} works on class labels; dataset={d.name} is a regression "
                           "dataset (real-valued targets). Remove it, or use dataset.subset for fewer samples.")
-    if d.shuffle_pixels and d.name in TOY_DATASETS:
+    if d.shuffle_pixels and len(info.image_shape) != 3:
         raise ConfigError(f"dataset.shuffle_pixels=true permutes image pixels; dataset={d.name} holds vectors.")
-    if d.classes is not None and d.name in FILE_DATASETS:
+    if d.classes is not None and (d.name in FILE_DATASETS or info.streamed):
         raise ConfigError("dataset.classes selects classes of in-memory datasets; for an image folder, give a "
                           "folder that holds only the wanted class folders.")
     if d.classes is not None:
@@ -73,7 +100,8 @@ def dataset_info(cfg: DictConfig) -> DatasetInfo:
 
 def _has_val(cfg: DictConfig) -> bool:
     d = cfg.dataset
-    return d.val_split > 0 or cfg.cv.folds is not None or (d.name in FILE_DATASETS and (Path(d.root) / "val").is_dir())
+    return (d.val_split > 0 or cfg.cv.folds is not None or (d.name in FILE_DATASETS and (Path(d.root) / "val").is_dir())
+            or (own_source(cfg) is not None and dataset_info(cfg).has_val))
 
 
 def resolve_task(cfg: DictConfig, info: DatasetInfo) -> Task:
@@ -225,10 +253,13 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device,
                                  train_transform=folder_transforms(size, train=True, **augment), **common)
         # per-image ops run in the workers (folder_transforms); only mixup/cutmix stay on the batch
         augmentation = dataclasses.replace(augmentation, transform=None)
+    elif info.streamed:  # your own torch Dataset, read by DataLoader workers
+        data = build_samples_data(load_source(own_source(cfg)), split_seed=d.split_seed, subset=d.subset,
+                                  num_workers=d.num_workers, transform=augmentation.transform, **common)
     else:
         dataset = read_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed,
                                image_shape=d.image_shape, num_classes=d.num_classes, size=d.size,
-                               image_size=d.image_size, toy=toy_options(cfg))
+                               image_size=d.image_size, toy=toy_options(cfg), source=own_source(cfg))
         if d.classes is not None:
             dataset = keep_classes(dataset, list(d.classes))
         if d.shuffle_pixels:

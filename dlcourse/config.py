@@ -72,6 +72,12 @@ class DatasetConfig:
     arms: int = 2  # spiral: number of arms (= classes)
     x_range: List[float] = field(default_factory=lambda: [-3.14159265, 3.14159265])  # sine, function: input interval
     function: str = "sin(x)"  # function: y = f(x), numpy names (sin, cos, exp, abs, tanh, sqrt, pi, ...)
+    # your own data (dlcourse/data/arrays.py, table.py, factory.py); paths are stored absolute
+    path: Optional[str] = None  # tensors: a .npz or .pt file of arrays x, y (x_val, y_val, x_test, y_test, classes); csv: the table
+    target: Optional[str] = None  # csv: the column to predict (the other columns are the features)
+    test_path: Optional[str] = None  # a separate test file of the same kind; null: x_test, else a seeded 20 % of the samples
+    _target_: Optional[str] = None  # module.function or module.DatasetClass of your own: returns arrays or a Dataset
+    kwargs: Any = None  # keyword arguments of _target_ (a dict): dataset.kwargs={n:500} or +dataset.kwargs.n=500
 
 
 @dataclass

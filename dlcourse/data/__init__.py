@@ -10,16 +10,19 @@ from typing import Optional
 
 import torch
 
+from dlcourse.data.arrays import to_dataset
 from dlcourse.data.cifar import CIFAR_DATASETS, read_cifar
 from dlcourse.data.folder import FolderLoader, build_folder_data, folder_classes
 from dlcourse.data.loader import Normalize, TensorLoader, Transform, channel_stats
+from dlcourse.data.own import OWN_DATASETS, Source, absolute, load_source
 from dlcourse.data.readers import InMemoryDataset, read_digits, read_idx_dataset, read_synthetic
+from dlcourse.data.samples import Samples, build_samples_data
 from dlcourse.data.splits import Split
 from dlcourse.data.switches import corrupt_labels, per_class_indices, pixel_stats
 from dlcourse.data.toy import TOY_DATASETS, describe_toy, read_toy
 from dlcourse.errors import ConfigError
 
-__all__ = ["TOY_DATASETS", "keep_classes", "Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
+__all__ = ["OWN_DATASETS", "TOY_DATASETS", "Source", "absolute", "build_samples_data", "load_source", "keep_classes", "Data", "DatasetInfo", "FolderLoader", "InMemoryDataset", "Normalize", "TensorLoader", "build_data",
            "build_folder_data", "describe_dataset", "read_dataset", "Split"]
 
 IN_MEMORY_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "synthetic",
@@ -35,6 +38,8 @@ class DatasetInfo:
     image_shape: tuple[int, ...]  # [C, H, W] of images, [D] of vectors
     num_classes: int  # classes; the target dimension for regression
     task: str = "classification"  # the dataset's own task (dlcourse/tasks.py)
+    has_val: bool = False  # it brings its own validation split (your x_val)
+    streamed: bool = False  # read batch by batch by DataLoader workers (your own torch Dataset)
 
 
 _STATIC = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "kmnist": ((1, 28, 28), 10),
@@ -42,9 +47,14 @@ _STATIC = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "kmni
 
 
 def describe_dataset(name: str, root: str = "data", image_shape=None, num_classes=None,
-                     image_size=None, arms: int = 2) -> DatasetInfo:
+                     image_size=None, arms: int = 2, source: Optional[Source] = None) -> DatasetInfo:
     """Input shape and class count of dataset `name` without reading it (an image folder's class
-    folders are listed), so that every config error is raised before data is loaded."""
+    folders are listed; your own data, `source`, is read and kept), so that every config error is
+    raised before data is loaded."""
+    if source is not None:
+        own = load_source(source)
+        return DatasetInfo(own.input_shape, own.num_classes, own.task, has_val="x_val" in getattr(own, "x", {}),
+                           streamed=isinstance(own, Samples))
     if name in TOY_DATASETS:
         return DatasetInfo(*describe_toy(name, arms=arms))
     if name in _STATIC:
@@ -58,7 +68,7 @@ def describe_dataset(name: str, root: str = "data", image_shape=None, num_classe
     if name in FILE_DATASETS:
         side = image_size or FOLDER_IMAGE_SIZE
         return DatasetInfo((3, side, side), len(folder_classes(root)))
-    known = ", ".join((*IN_MEMORY_DATASETS, *FILE_DATASETS))
+    known = ", ".join((*IN_MEMORY_DATASETS, *FILE_DATASETS, *OWN_DATASETS))
     raise ConfigError(f"dataset.name={name!r} is not known: choose one of {known}.")
 
 
@@ -80,8 +90,11 @@ class Data:
 
 def read_dataset(name: str, root: str = "data", download: bool = False, seed: int = 0,
                  image_shape=None, num_classes=None, size=None, image_size=None,
-                 toy: Optional[dict] = None) -> InMemoryDataset:
-    """The whole dataset `name` in memory (`toy`: the options of dlcourse.data.toy.read_toy)."""
+                 toy: Optional[dict] = None, source: Optional[Source] = None) -> InMemoryDataset:
+    """The whole dataset `name` in memory (`toy`: the options of dlcourse.data.toy.read_toy; `source`: your
+    own arrays)."""
+    if source is not None:
+        return to_dataset(load_source(source), source.seed)
     if name in TOY_DATASETS:
         return read_toy(name, **(toy or {}))
     if name == "digits":
@@ -94,7 +107,7 @@ def read_dataset(name: str, root: str = "data", download: bool = False, seed: in
         return read_cifar(name, root, download)
     if name in FILE_DATASETS:
         raise ConfigError(f"dataset.name={name!r} is read from files by build_folder_data, not into memory.")
-    known = ", ".join((*IN_MEMORY_DATASETS, *FILE_DATASETS))
+    known = ", ".join((*IN_MEMORY_DATASETS, *FILE_DATASETS, *OWN_DATASETS))
     raise ConfigError(f"dataset.name={name!r} is not known: choose one of {known}.")
 
 
@@ -109,8 +122,9 @@ def keep_classes(dataset: InMemoryDataset, classes: list[int]) -> InMemoryDatase
         keep = new >= 0
         return images[keep], new[keep]
 
+    val = (None, None) if dataset.val_images is None else pick(dataset.val_images, dataset.val_labels)
     return InMemoryDataset(*pick(dataset.train_images, dataset.train_labels), *pick(dataset.test_images, dataset.test_labels),
-                           [dataset.classes[c] for c in classes], dataset.task)
+                           [dataset.classes[c] for c in classes], dataset.task, *val)
 
 
 def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction: float = 0.5) -> torch.device:
@@ -118,7 +132,8 @@ def data_device(dataset: InMemoryDataset, device: torch.device, budget_fraction:
     if device.type != "cuda":
         return torch.device("cpu") if device.type != "mps" else device
     free, _ = torch.cuda.mem_get_info(device)
-    nbytes = sum(t.numel() * t.element_size() for t in (dataset.train_images, dataset.test_images))
+    nbytes = sum(t.numel() * t.element_size() for t in (dataset.train_images, dataset.test_images, dataset.val_images)
+                 if t is not None)
     return device if nbytes < budget_fraction * free else torch.device("cpu")
 
 
@@ -142,7 +157,11 @@ def build_data(dataset: InMemoryDataset, *, batch_size: Optional[int], eval_batc
         images, labels = images[keep], labels[keep]
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
-    train_idx, val_idx = split.indices(labels)
+    if dataset.val_images is not None:  # a validation split of its own: the whole pool trains
+        train_idx, val_x, val_y = torch.arange(len(labels)), dataset.val_images, dataset.val_labels
+    else:
+        train_idx, val_idx = split.indices(labels)
+        val_x, val_y = images[val_idx], labels[val_idx]
     if len(train_idx) == 0:
         raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of {len(labels)}.")
     if label_noise:
@@ -170,8 +189,7 @@ def build_data(dataset: InMemoryDataset, *, batch_size: Optional[int], eval_batc
     train = TensorLoader(*tensors(images[train_idx], labels[train_idx]), batch_size, shuffle=True,
                          generator=torch.Generator().manual_seed(seed), transform=train_transform,
                          limit_batches=limit_train_batches, shard=shard, **common)
-    val = (TensorLoader(*tensors(images[val_idx], labels[val_idx], True), eval_batch_size, **common)
-           if len(val_idx) else None)
+    val = TensorLoader(*tensors(val_x, val_y, True), eval_batch_size, **common) if len(val_y) else None
     test = TensorLoader(*tensors(dataset.test_images, dataset.test_labels, True), eval_batch_size, **common)
     outputs = labels.shape[1] if labels.dim() > 1 else 0
     return Data(train, val, test, dataset.image_shape, dataset.classes, normalize, outputs)

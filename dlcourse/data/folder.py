@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from dlcourse.data.loader import Normalize
+from dlcourse.data.loader import Normalize, scale
 from dlcourse.data.splits import Split
 from dlcourse.errors import ConfigError, DataError
 
@@ -62,9 +62,10 @@ def _channel_stats(dataset: Dataset, indices: torch.Tensor, num_workers: int,
     total = total_sq = 0.0
     pixels = 0
     for x, _ in DataLoader(Subset(dataset, pick.tolist()), batch_size=64, num_workers=num_workers):
-        x = x.as_subclass(torch.Tensor).to(torch.float64)
-        total = total + x.sum(dim=(0, 2, 3))
-        total_sq = total_sq + (x * x).sum(dim=(0, 2, 3))
+        x = x.as_subclass(torch.Tensor).to(torch.float64) / (255.0 if x.dtype == torch.uint8 else 1.0)
+        dims = (0, *range(2, x.dim()))  # per channel of images, per feature of vectors
+        total = total + x.sum(dim=dims)
+        total_sq = total_sq + (x * x).sum(dim=dims)
         pixels += x.numel() // x.shape[1]
     mean = total / pixels
     std = (total_sq / pixels - mean * mean).clamp_min(0).sqrt().clamp_min(1e-3)
@@ -118,8 +119,8 @@ class FolderLoader:
     def __init__(self, dataset: Dataset, labels: torch.Tensor, batch_size: int, *, device: torch.device,
                  normalize: Normalize, shuffle: bool = False, generator: Optional[torch.Generator] = None,
                  num_workers: int = 0, limit_batches: Optional[int] = None, channels_last: bool = False,
-                 shard: tuple[int, int] = (0, 1)):
-        self.labels, self.batch_size, self.device = labels, batch_size, device
+                 shard: tuple[int, int] = (0, 1), transform: Optional[Callable] = None):
+        self.labels, self.batch_size, self.device, self.transform = labels, batch_size, device, transform
         self.normalize, self.generator, self.limit_batches = normalize, generator, limit_batches
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # `generator` draws the order and the per-image seeds of the random transforms (EpochShuffle),
@@ -147,7 +148,10 @@ class FolderLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in itertools.islice(self.loader, len(self)):
             x = x.as_subclass(torch.Tensor).to(self.device, non_blocking=True)
+            x = x if x.dtype == torch.float32 else scale(x)  # uint8 (your own Dataset's) to [0, 1]
             y = y.to(self.device, non_blocking=True)
+            if self.transform is not None:  # batched augmentation on the device (your own Dataset's images)
+                x = self.transform(x)
             yield self.normalize(x).contiguous(memory_format=self.memory_format), y
 
 
@@ -177,8 +181,6 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
     if batch_size is None:
         raise ConfigError("trainer.batch_size=null (the whole training set as one batch) is for in-memory "
                           "datasets; image folders are read batch by batch. Give a batch size, e.g. 64.")
-    from dlcourse.data import Data  # the package imports this module
-
     classes = folder_classes(root)
     root_dir = Path(root)
     eval_tf = folder_transform(image_size)
@@ -192,13 +194,7 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
         val_labels = torch.tensor(val_set.targets, dtype=torch.int64)
         train_idx = torch.arange(len(train_set))
     else:
-        train_idx, val_idx = split.indices(torch.tensor(train_set.targets))
-        val_set = Subset(train_eval, val_idx.tolist()) if len(val_idx) else None
-        val_labels = train_labels[val_idx]
-        if len(train_idx) == 0:
-            raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of "
-                              f"{len(train_set)}.")
-        train_set, train_labels = Subset(train_set, train_idx.tolist()), train_labels[train_idx]
+        train_set, train_labels, train_idx, val_set, val_labels = hold_out(train_set, train_eval, train_labels, split)
 
     if (root_dir / "test").is_dir():
         test_set = _image_folder(root_dir / "test", classes, eval_tf, allow_empty=True)
@@ -211,14 +207,39 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
     else:
         raise ConfigError(f"{root_dir} has neither val/ nor test/ and dataset.val_split=0: nothing to "
                           "evaluate on. Add a val/ or test/ folder, or set dataset.val_split>0.")
+    return dataset_loaders((train_set, train_labels), (val_set, val_labels) if val_set is not None else None,
+                           (test_set, test_labels), (train_eval, train_idx), (3, image_size, image_size), classes,
+                           batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed, device=device,
+                           num_workers=num_workers, limit_train_batches=limit_train_batches,
+                           channels_last=channels_last, stats_images=stats_images, shard=shard, stats=stats)
+
+
+def hold_out(train_set: Dataset, train_eval: Dataset, labels: torch.Tensor, split: Split):
+    """(training set, its labels, its indices, validation set or None, its labels): `split` of `train_set`, the
+    validation part read from `train_eval` (the same samples without augmentation)."""
+    train_idx, val_idx = split.indices(labels)
+    if len(train_idx) == 0:
+        raise ConfigError(f"dataset.val_split={split.val_split} leaves no training images out of {len(labels)}.")
+    val_set = Subset(train_eval, val_idx.tolist()) if len(val_idx) else None
+    return Subset(train_set, train_idx.tolist()), labels[train_idx], train_idx, val_set, labels[val_idx]
+
+
+def dataset_loaders(train: tuple, val: Optional[tuple], test: tuple, stats_from: tuple, image_shape: tuple,
+                    classes: list[str], *, batch_size: int, eval_batch_size: int, seed: int, device: torch.device,
+                    num_workers: int = 2, limit_train_batches: Optional[int] = None, channels_last: bool = False,
+                    stats_images: int = 500, shard: tuple[int, int] = (0, 1),
+                    stats: Optional[tuple[list, list]] = None, transform: Optional[Callable] = None):
+    """A `Data` of DataLoaders over (dataset, labels) pairs; the normalisation is measured on `stats_from` =
+    (dataset, indices) unless `stats` are given; `transform` augments training batches on the device."""
+    from dlcourse.data import Data  # the package imports this module
 
     if stats is None:  # the training images' own statistics, unless given (pretrained weights expect theirs)
-        stats = _channel_stats(train_eval, train_idx, num_workers, stats_images)
-    normalize = Normalize(torch.as_tensor(stats[0]), torch.as_tensor(stats[1]), device)
+        stats = _channel_stats(*stats_from, num_workers, stats_images)
+    normalize = Normalize(torch.as_tensor(stats[0]), torch.as_tensor(stats[1]), device, ndim=1 + len(image_shape))
     common = dict(device=device, normalize=normalize, num_workers=num_workers, channels_last=channels_last)
-    train = FolderLoader(train_set, train_labels, batch_size, shuffle=True, shard=shard,
-                         generator=torch.Generator().manual_seed(seed), limit_batches=limit_train_batches,
-                         **common)
+    train_loader = FolderLoader(*train, batch_size, shuffle=True, shard=shard, transform=transform,
+                                generator=torch.Generator().manual_seed(seed), limit_batches=limit_train_batches,
+                                **common)
     rank, world = shard
 
     def evaluated(dataset, labels):  # data-parallel: every world-th image, the sums are combined
@@ -226,7 +247,8 @@ def build_folder_data(root: str, image_size: int, batch_size: int, eval_batch_si
             return dataset, labels
         return Subset(dataset, list(range(rank, len(dataset), world))), labels[rank::world]
 
-    val = FolderLoader(*evaluated(val_set, val_labels), eval_batch_size, **common) if val_set is not None else None
-    test = (val if test_set is val_set else
-            FolderLoader(*evaluated(test_set, test_labels), eval_batch_size, **common))
-    return Data(train, val, test, (3, image_size, image_size), list(classes), normalize)
+    val_loader = FolderLoader(*evaluated(*val), eval_batch_size, **common) if val is not None else None
+    test_loader = (val_loader if val is not None and test[0] is val[0] else
+                   FolderLoader(*evaluated(*test), eval_batch_size, **common))
+    outputs = train[1].shape[1] if train[1].dim() > 1 else 0  # regression: the target dimension
+    return Data(train_loader, val_loader, test_loader, tuple(image_shape), list(classes), normalize, outputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ class InMemoryDataset:
     test_labels: torch.Tensor
     classes: list[str]  # empty for regression
     task: str = "classification"  # the dataset's own task (dlcourse/tasks.py)
+    val_images: Optional[torch.Tensor] = None  # a validation split of its own (your x_val): no hold-out is drawn
+    val_labels: Optional[torch.Tensor] = None
 
     @property
     def image_shape(self) -> tuple[int, ...]:

@@ -4,6 +4,8 @@ the same for every training seed (Zhang et al., "Understanding deep learning req
 generalization", 2017, for the random-label and shuffled-pixel sets)."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from dlcourse.data.readers import InMemoryDataset
@@ -44,8 +46,9 @@ def shuffle_pixels(dataset: InMemoryDataset, seed: int) -> InMemoryDataset:
     def permute(images: torch.Tensor) -> torch.Tensor:
         return images.flatten(2)[:, :, order].reshape(images.shape)
 
-    return InMemoryDataset(permute(dataset.train_images), dataset.train_labels, permute(dataset.test_images),
-                           dataset.test_labels, dataset.classes, dataset.task)
+    val = None if dataset.val_images is None else permute(dataset.val_images)
+    return dataclasses.replace(dataset, train_images=permute(dataset.train_images),
+                               test_images=permute(dataset.test_images), val_images=val)
 
 
 def pixel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
