@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlcourse import distributed
 from dlcourse.data import (FILE_DATASETS, OWN_DATASETS, TOY_DATASETS, keep_classes, Data, DatasetInfo, Source, Split, absolute,
@@ -23,7 +22,7 @@ from dlcourse.engine import Settings
 from dlcourse.errors import ConfigError
 from dlcourse.init import init_weights
 from dlcourse.losses import build_loss
-from dlcourse.models import build_model
+from dlcourse.models import MODELS, build_model, build_user_model
 from dlcourse.optim import build_optimizer
 from dlcourse.schedules import Schedule, build_schedule, make_plan
 from dlcourse.tasks import Task, make_task
@@ -109,7 +108,10 @@ def resolve_task(cfg: DictConfig, info: DatasetInfo) -> Task:
     `loss.name` (the task's loss; the perceptron rule for model=perceptron) and `trainer.monitor`."""
     task = make_task(info.task, info.num_classes, cfg.task, cfg.dataset.name)
     cfg.task = task.name
-    if cfg.loss.name == "auto":
+    resolve_model(cfg)
+    if cfg.loss.get("_target_"):
+        cfg.loss.name = str(cfg.loss._target_)
+    elif cfg.loss.name == "auto":
         cfg.loss.name = "perceptron" if cfg.model.name == "perceptron" and task.name == "binary" else task.default_loss
     if cfg.trainer.monitor == "auto":
         cfg.trainer.monitor = task.default_monitor(_has_val(cfg))
@@ -135,12 +137,41 @@ def check_monitor(cfg: DictConfig, task: Task) -> None:
                           f"names here: {', '.join(valid)}. Set e.g. trainer.monitor={valid[-1]}.")
 
 
+def resolve_model(cfg: DictConfig) -> None:
+    """A model of the user's (`model._target_`) is named by its target, and the keys of the built-in
+    option it replaces (`model._target_=mynets.Net` on top of the default `model=mlp`: hidden_sizes,
+    ...) are dropped, so the node holds the factory's own arguments and says what was built."""
+    target = cfg.model.get("_target_")
+    if not target or cfg.model.get("name") == target:
+        return
+    name = cfg.model.get("name")
+    with open_dict(cfg.model):
+        if name in MODELS:
+            from dlcourse.config import configs_dir
+
+            option = configs_dir() / "model" / f"{name}.yaml"
+            dropped = [k for k in (OmegaConf.load(option) if option.is_file() else {}) if k not in ("weights", "name")]
+            for key in dropped:
+                cfg.model.pop(key, None)
+            if dropped:
+                log.warning(f"model._target_={target} replaces model={name}: its keys {', '.join(dropped)} are not "
+                            f"passed (give your model's own arguments as +model.<argument>=...).")
+        cfg.model.name = str(target)
+        cfg.model.setdefault("weights", None)
+
+
 def make_model(cfg: DictConfig, info: DatasetInfo, device: torch.device, task: Task) -> tuple[torch.nn.Module, str]:
-    """The configured model with the task's outputs, initialised, on `device`."""
+    """The configured model (a built-in by `model.name`, or the user's `model._target_`) with the
+    task's outputs, initialised, on `device`."""
+    resolve_model(cfg)
     options = OmegaConf.to_container(cfg.model, resolve=True)
+    target = options.pop("_target_", None)
     name = options.pop("name")
     options.pop("weights", None)  # loaded by load_weights
-    model = build_model(name, info.image_shape, task.num_outputs, **options)
+    if target:
+        model = build_user_model(str(target), info.image_shape, task.num_outputs, **options)
+    else:
+        model = build_model(name, info.image_shape, task.num_outputs, **options)
     init_weights(model, cfg.init.name, gain=cfg.init.gain, std=cfg.init.std)
     model.to(device)
     if cfg.trainer.channels_last:
@@ -183,7 +214,18 @@ def make_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optim
         check_multipliers(f.head_lr_mult, f.backbone_lr_mult, f.layer_decay)
         groups = param_groups(model, options["lr"], options.get("weight_decay", 0.0), f.head_lr_mult,
                               f.backbone_lr_mult, f.layer_decay, cfg.regularization.decay_bias_and_norm)
-    return build_optimizer(model, get_class(options.pop("_target_")), groups=groups,
+    from dlcourse.usercode import UserCodeError, locate, signature_arguments
+
+    target = str(options.pop("_target_"))
+    optimizer_cls = locate(target, "optim._target_", "optimizer")
+    names, any_keyword = signature_arguments(optimizer_cls)
+    unknown = [k for k in options if k not in ("lr", "weight_decay", *names) and not any_keyword]
+    if unknown:
+        raise UserCodeError(f"optim._target_={target} takes no argument {', '.join(map(repr, unknown))} (from "
+                            f"{', '.join('optim.' + k for k in unknown)}, set by the optim option it replaces). It "
+                            f"accepts: {', '.join(sorted(names - {'params'}))}. Start from optim=sgd, which sets only lr "
+                            f"and weight_decay: python train.py optim=sgd optim._target_={target} +optim.<argument>=...")
+    return build_optimizer(model, optimizer_cls, groups=groups,
                            decay_bias_and_norm=cfg.regularization.decay_bias_and_norm, **options)
 
 
@@ -204,7 +246,17 @@ def make_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_e
 
 
 def make_losses(cfg: DictConfig, task: Task) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The training criterion and the one for validation and test (without label smoothing)."""
+    """The training criterion and the one for validation and test (without label smoothing); the
+    user's `loss._target_` serves both."""
+    if cfg.loss.get("_target_"):
+        from dlcourse.losses import build_user_loss
+
+        if cfg.loss.label_smoothing:
+            raise ConfigError(f"loss.label_smoothing={cfg.loss.label_smoothing} belongs to the built-in losses; with "
+                              f"loss._target_={cfg.loss._target_} give your loss its own argument (loss.kwargs).")
+        kwargs = OmegaConf.to_container(cfg.loss.kwargs, resolve=True) if cfg.loss.kwargs is not None else {}
+        loss = build_user_loss(str(cfg.loss._target_), kwargs, task.num_classes, task.name)
+        return loss, loss
     return (build_loss(cfg.loss.name, task.num_classes, cfg.loss.label_smoothing, task.name),
             build_loss(cfg.loss.name, task.num_classes, 0.0, task.name))
 
@@ -269,11 +321,35 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device,
     if (tuple(data.image_shape), data.num_classes) != (tuple(info.image_shape), info.num_classes):
         raise RuntimeError(f"dataset {d.name}: read {data.image_shape} x {data.num_classes} classes, "
                            f"described as {info.image_shape} x {info.num_classes} (dlcourse.data.describe_dataset)")
+    if t.overfit_batches:
+        data, augmentation = overfit_batches(data, augmentation, t.overfit_batches, cfg.dataset.name)
     if data.val is None and t.monitor.startswith("val/"):
         raise ConfigError(f"trainer.monitor={t.monitor} needs a validation split, but none was made "
                           f"(dataset.val_split={d.val_split}). Set dataset.val_split>0 or monitor a training "
                           "metric (trainer.monitor=train/loss).")
     return data, augmentation
+
+
+def overfit_batches(data: Data, augmentation: Augmentation, n: int, name: str) -> tuple[Data, Augmentation]:
+    """`trainer.overfit_batches=n`: the first n training batches (unshuffled, unaugmented) are the
+    training set and the validation set, so a model that can learn drives the loss to ~0 (Karpathy's
+    "overfit one batch"); the test set stays as it is."""
+    from dlcourse.data.loader import TensorLoader
+
+    train = data.train
+    if not isinstance(train, TensorLoader):
+        raise ConfigError(f"trainer.overfit_batches={n} works on in-memory datasets; dataset={name} is read from files "
+                          "batch by batch. Use dataset.subset=<N images> with augment=none for the same check.")
+    size = min(n * train.batch_size, train.num_samples)
+    images, labels = train.images[:size], train.labels[:size]
+    common = dict(device=train.device, normalize=train.normalize, shard=(train.rank, train.world),
+                  channels_last=train.memory_format == torch.channels_last)
+    fixed = TensorLoader(images, labels, train.batch_size, **common)
+    same = TensorLoader(images, labels, data.val.batch_size if data.val else train.batch_size, **common)
+    plain = dataclasses.replace(augmentation, transform=None, batch_transform=None, options={})
+    log.warning(f"trainer.overfit_batches={n}: training and validating on the same {size} images "
+                f"({len(fixed)} batch(es), no shuffling, no augmentation); the loss should go to ~0.")
+    return dataclasses.replace(data, train=fixed, val=same), plain
 
 
 def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str, model: Optional[torch.nn.Module] = None) -> list:
@@ -301,7 +377,33 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str, model: Optio
         title = f"{model_name} on {d.name}, {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr:g}"
         target = target_function(d.name, d.function, d.x_range) if d.name in TOY_DATASETS else None
         callbacks.append(RunFigures(run_dir, title, cfg.figures.every_n_epochs, diagnostics, target))
+    callbacks += user_callbacks(cfg, run_dir)
     return callbacks
+
+
+def user_callbacks(cfg: DictConfig, run_dir: Path) -> list:
+    """The callbacks of `callbacks.<name>._target_` (dlcourse/callbacks.py), each named by its key."""
+    from dlcourse.callbacks import Callback, HOOKS
+    from dlcourse.usercode import UserCodeError, call, locate
+
+    made = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        options = OmegaConf.to_container(node, resolve=True)
+        target, key = str(options.pop("_target_")), f"callbacks.{name}._target_"
+        cls = locate(target, key, "callback")
+        if not issubclass(cls, Callback):
+            raise UserCodeError(f"{key}={target} is not a subclass of dlcourse.callbacks.Callback: derive it from "
+                                f"Callback and override the hooks it needs ({', '.join(HOOKS)}).")
+        own = [h for h in HOOKS if getattr(cls, h) is not getattr(Callback, h)]
+        unknown = sorted(m for m in vars(cls) if m.startswith("on_") and m not in HOOKS)
+        if unknown or not own:
+            why = f"its method(s) {', '.join(unknown)} are not hooks" if unknown else "it overrides none of the hooks"
+            raise UserCodeError(f"{key}={target}: {why}, so the engine would never call it. The hooks are "
+                                f"{', '.join(HOOKS)} (dlcourse/callbacks.py documents when each runs).")
+        callback = call(cls, key, target, options, {"run_dir": run_dir})
+        callback.config_key = name
+        made.append(callback)
+    return made
 
 
 def compile_model(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:

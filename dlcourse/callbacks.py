@@ -1,7 +1,14 @@
 """The engine's one extension seam: objects that observe (or steer) training at a few points.
 
-A callback overrides only the hooks it needs; the engine calls each hook of every callback in
-order. Hooks that run per step are looked up once, so a run without callbacks pays nothing.
+Public API. A callback subclasses `Callback` and overrides only the hooks it needs (`HOOKS`); the
+engine calls each hook of every callback in order, with the engine itself as first argument
+(`engine.model`, `engine.optimizer`, `engine.state` (epoch, step, best, history), `engine.logger`
+(`.info(text)`, `.writer`: TensorBoard), `engine.run_dir`, `engine.device`). Hooks that run per
+step are looked up once, so a run without callbacks pays nothing. A callback that keeps state
+across epochs returns it from `state_dict()` (numbers, strings, lists, dicts, tensors) and takes
+it back in `load_state_dict()`: it is stored in every checkpoint, so a resumed run continues
+exactly. From the config: `+callbacks.<name>._target_=module.Class` (+ `callbacks.<name>.<arg>=...`);
+the built-in diagnostics, figures and fine-tuning are callbacks too.
 """
 from __future__ import annotations
 
@@ -29,6 +36,16 @@ class Callback:
 
     def on_fit_end(self, engine: Any) -> None:
         """After the last epoch (early stopping included), before the test set is evaluated."""
+
+    def state_dict(self) -> dict:
+        """What the callback needs to continue after a resume (stored in every checkpoint)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what `state_dict` returned."""
+
+
+HOOKS = ("on_fit_start", "on_epoch_start", "on_step_start", "on_after_backward", "on_epoch_end", "on_fit_end")
 
 
 def overrides(callback: Callback, hook: str) -> bool:

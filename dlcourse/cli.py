@@ -76,6 +76,16 @@ def _point_to_cv_job(cfg: DictConfig, run_dir: Path) -> None:
                       f"summary (cv_metrics.json) with: python train.py resume=true hydra.run.dir={job}")
 
 
+def add_config_dirs(hc) -> None:
+    """`--config-dir <lab folder>`: its python files are importable for `_target_`s, like the launch
+    directory's (in every job: joblib and SLURM workers run this too)."""
+    from dlcourse.usercode import add_search_dir
+
+    for source in hc.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            add_search_dir(source.path)
+
+
 def run_job(cfg: DictConfig) -> float:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
@@ -86,6 +96,7 @@ def run_job(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
+    add_config_dirs(hc)
     try:
         run_dir = _shared_run_dir(cfg, run_dir)
         saved = saved_overrides(cfg.resume, run_dir)

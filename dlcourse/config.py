@@ -7,6 +7,7 @@ express (a positive learning rate, a split in [0, 1)) live in `validate`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -35,6 +36,7 @@ class TrainerConfig:
     device: str = "auto"
     precision: str = "32"
     limit_train_batches: Optional[int] = None
+    overfit_batches: Optional[int] = None  # train and validate on the same first N batches, unaugmented (a sanity check)
     monitor: str = "auto"  # auto = the task's: val/acc (val/loss for regression; train/* without a validation split)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     deterministic: bool = False
@@ -84,6 +86,8 @@ class DatasetConfig:
 class LossConfig:
     name: str = "cross_entropy"
     label_smoothing: float = 0.0
+    _target_: Optional[str] = None  # your own loss: an nn.Module class or a function (output, target) -> scalar
+    kwargs: Any = None  # its keyword arguments, e.g. loss.kwargs={gamma:2}
 
 
 @dataclass
@@ -181,6 +185,7 @@ class TrainConfig:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    callbacks: Any = field(default_factory=dict)  # {name: {_target_: your.Callback, <its arguments>}}
 
 
 def path_safe(text: str, limit: int = 120) -> str:
@@ -189,17 +194,21 @@ def path_safe(text: str, limit: int = 120) -> str:
     return safe if len(safe) <= limit else safe[:limit - 3] + "..."
 
 
+def configs_dir() -> Path:
+    """The built-in config groups (configs/ beside the package)."""
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
 def compose_config(overrides=(), config_dir=None) -> DictConfig:
     """The training config that `python train.py OVERRIDES` would run (Hydra's compose API), for
     scripts that reuse the config groups (benchmarks, the optimizer playground)."""
-    from pathlib import Path
 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     register_configs()
     GlobalHydra.instance().clear()
-    configs = config_dir or Path(__file__).resolve().parents[1] / "configs"
+    configs = config_dir or configs_dir()
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
@@ -231,6 +240,8 @@ def validate(cfg: DictConfig) -> None:
     _check(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "it must be >= 1")
     _check(t.limit_train_batches is None or t.limit_train_batches >= 1, "trainer.limit_train_batches",
            t.limit_train_batches, "it must be null (all batches) or an integer >= 1")
+    _check(t.overfit_batches is None or t.overfit_batches >= 1, "trainer.overfit_batches", t.overfit_batches,
+           "it must be null (off) or an integer >= 1")
     _check(t.device in DEVICES, "trainer.device", t.device, f"allowed: {', '.join(DEVICES)}")
     _check(t.strategy in STRATEGIES, "trainer.strategy", t.strategy, f"allowed: {', '.join(STRATEGIES)}")
     _check(str(t.precision) in PRECISIONS, "trainer.precision", t.precision,
@@ -292,7 +303,8 @@ def _check_soft_targets(cfg: DictConfig) -> None:
 
 # Keys that may differ when a run is resumed; every other key of these groups changes what the
 # checkpoint means (which weights, which data and split, which batches, which objective).
-RESUME_FIXED = ("seed", "model", "dataset", "trainer.batch_size", "loss", "augment", "optim._target_", "cv")
+RESUME_FIXED = ("seed", "model", "dataset", "trainer.batch_size", "trainer.overfit_batches", "loss", "augment",
+                "optim._target_", "cv")
 RESUME_FREE = ("dataset.root", "dataset.download", "dataset.num_workers")
 
 
@@ -328,8 +340,17 @@ def _validate_names(cfg: DictConfig) -> None:
     from dlcourse.models.layers import ACTIVATIONS
     from dlcourse.schedules import SCHEDULES
 
-    for key, value, allowed in (("model.name", cfg.model.get("name"), MODELS),
-                                ("model.activation", cfg.model.get("activation", "relu"), ACTIVATIONS),
-                                ("init.name", cfg.init.name, SCHEMES), ("loss.name", cfg.loss.name, ALL_LOSSES),
-                                ("sched.name", cfg.sched.get("name"), SCHEDULES)):
-        _check(value in allowed, key, value, f"allowed: {', '.join(allowed)}")
+    builtin_model, builtin_loss = not cfg.model.get("_target_"), not cfg.loss.get("_target_")
+    for key, value, allowed, check in (("model.name", cfg.model.get("name"), MODELS, builtin_model),
+                                       ("model.activation", cfg.model.get("activation", "relu"), ACTIVATIONS, builtin_model),
+                                       ("init.name", cfg.init.name, SCHEMES, True),
+                                       ("loss.name", cfg.loss.name, ALL_LOSSES, builtin_loss),
+                                       ("sched.name", cfg.sched.get("name"), SCHEDULES, True)):
+        if check:
+            _check(value in allowed, key, value, f"allowed: {', '.join(allowed)} (or your own: {key.split('.')[0]}._target_=module.Name)"
+                   if key in ("model.name", "loss.name") else f"allowed: {', '.join(allowed)}")
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if not isinstance(node, DictConfig) or not node.get("_target_"):
+            raise ConfigError(f"callbacks.{name} must be a node with a _target_ naming your callback class, e.g. "
+                              f"+callbacks.{name}._target_=mycallbacks.PrintNorms (and its arguments as "
+                              f"+callbacks.{name}.<argument>=...).")

@@ -62,6 +62,11 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
+def callback_key(callback: Callback) -> str:
+    """A callback's name in checkpoints: its key under `callbacks.` in the config, else its class."""
+    return getattr(callback, "config_key", None) or type(callback).__name__
+
+
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; the partial epoch was abandoned."""
 
@@ -264,6 +269,7 @@ class Engine:
             "scaler": self.scaler.state_dict(),
             "state": asdict(self.state),
             "rng": rng_state(*self.generators),
+            "callbacks": {k: v for k, v in ((callback_key(c), c.state_dict()) for c in self.callbacks) if v},
             **self.extra,
         }
 
@@ -280,3 +286,7 @@ class Engine:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"], *self.generators)
+        stored = ckpt.get("callbacks") or {}
+        for c in self.callbacks:
+            if callback_key(c) in stored:
+                c.load_state_dict(stored[callback_key(c)])

@@ -102,3 +102,58 @@ def build_loss(name: str, num_classes: int, label_smoothing: float = 0.0, task: 
             raise ConfigError(f"loss.label_smoothing={label_smoothing} is not supported by loss={name}: "
                               "use loss=cross_entropy (or mse/mae) with label smoothing, or set it to 0.")
     return NLLOfLogSoftmax() if name == "nll" else nn.MultiMarginLoss()
+
+
+class FunctionLoss(nn.Module):
+    """A loss function of the user's, `fn(output, target) -> scalar`, as a module."""
+
+    def __init__(self, fn, target: str, kwargs: dict):
+        super().__init__()
+        self.fn, self.target, self.kwargs = fn, target, kwargs
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(output, target, **self.kwargs)
+
+    def extra_repr(self) -> str:
+        return self.target
+
+
+class CheckedLoss(nn.Module):
+    """The user's loss, checked on its first call: it must return a scalar tensor (one paragraph
+    otherwise, naming the key); afterwards it is called as it is."""
+
+    def __init__(self, loss: nn.Module, target: str):
+        super().__init__()
+        self.loss, self.target, self.checked = loss, target, False
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        value = self.loss(output, target)
+        if not self.checked:
+            if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ConfigError(f"loss._target_={self.target} returned {got}; a loss must return one number (a "
+                                  "0-dim tensor), e.g. the mean over the batch: return loss.mean().")
+            self.checked = True
+        return value
+
+
+def build_user_loss(target: str, kwargs: dict, num_classes: int, task: str) -> nn.Module:
+    """The user's `loss._target_`: an nn.Module class (built with `kwargs`, plus `num_classes` / `task`
+    where its signature names them) or a function (output, target) -> scalar (called with `kwargs`)."""
+    import inspect
+
+    from dlcourse.usercode import UserCodeError, call, locate, signature_arguments
+
+    key = "loss._target_"
+    found = locate(target, key, "loss")
+    if inspect.isclass(found):
+        loss = call(found, key, target, kwargs, {"num_classes": num_classes, "task": task})
+    else:
+        names, any_keyword = signature_arguments(found)
+        unknown = sorted(k for k in kwargs if k not in names and not any_keyword)
+        if unknown:
+            raise UserCodeError(f"{target} takes no argument {', '.join(map(repr, unknown))} (from "
+                                f"{', '.join('loss.kwargs.' + u for u in unknown)}). It accepts: "
+                                f"{', '.join(sorted(names)) or 'only (output, target)'}.")
+        loss = FunctionLoss(found, target, kwargs)
+    return CheckedLoss(loss, target)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import checkpoint
 from dlcourse.errors import CheckpointError
+from dlcourse.usercode import UserCodeError, missing_code_hint
 from dlcourse.tasks import Task
 
 
@@ -110,12 +111,16 @@ def rebuild(path: Path | str, device: str = "cpu", data: bool = True, data_root:
     if batch_size is not None:
         cfg.trainer.eval_batch_size = batch_size
     dev = select_device(device)
-    if cfg.dataset.name in ("imagefolder",):  # its class count is in the checkpoint, the folder may be gone
-        info = DatasetInfo(tuple(ckpt["image_shape"]), len(ckpt["classes"]))
-    else:
-        info = dataset_info(cfg)
-    task = resolve_task(cfg, info)
-    model, _ = make_model(cfg, info, dev, task)
+    try:  # the user's code named by the stored config is checked (and refused) before anything runs
+        if cfg.dataset.name in ("imagefolder",):  # its class count is in the checkpoint, the folder may be gone
+            info = DatasetInfo(tuple(ckpt["image_shape"]), len(ckpt["classes"]))
+        else:
+            info = dataset_info(cfg)
+        task = resolve_task(cfg, info)
+        model, _ = make_model(cfg, info, dev, task)
+    except UserCodeError as e:
+        hint = missing_code_hint(ckpt.get("code_dirs") or []) if "there is no module" in str(e) else ""
+        raise UserCodeError(f"{path}: {e}{hint}") from None
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

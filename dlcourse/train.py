@@ -23,6 +23,7 @@ from dlcourse.config import check_resume, validate
 from dlcourse.engine import Engine, Interrupted
 from dlcourse.errors import CheckpointError, ConfigError, DivergenceError, UserError
 from dlcourse.runlog import RunLogger, collect_warnings, write_metrics
+from dlcourse.usercode import search_dirs
 
 
 def seed_everything(seed: int) -> None:
@@ -211,6 +212,7 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
             optimizer = make_optimizer(cfg, model)
         extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes), "task": task.name,
                  "image_shape": list(data.image_shape), "model_name": model_name,
+                 "code_dirs": [str(d) for d in search_dirs()],  # where `_target_`s were imported from
                  "normalization": {"mean": data.normalize.mean.flatten().tolist(),
                                    "std": data.normalize.std.flatten().tolist()}}
         forward_model = model
@@ -244,8 +246,8 @@ def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = Non
             write_metrics(run_dir / "transfer.json", transfer[1].as_dict())
             logger.info(f"model.weights: {transfer[1].summary()}")
             logger.writer.add_text("transfer", "```\n" + transfer[1].summary().replace("; ", "\n") + "\n```", 0)
-        if not distributed.is_main():  # other ranks freeze like rank 0 but draw and measure nothing
-            callbacks = [c for c in callbacks if type(c).__name__ == "Finetune"]
+        if not distributed.is_main():  # other ranks freeze like rank 0 and run the user's callbacks, but draw and measure nothing
+            callbacks = [c for c in callbacks if type(c).__name__ == "Finetune" or hasattr(c, "config_key")]
         engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
                         eval_loss_fn=eval_loss_fn, extra_checkpoint=extra, forward_model=forward_model,
                         batch_transform=augmentation.batch_transform, generators=(augmentation.generator,),

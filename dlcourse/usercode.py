@@ -91,9 +91,11 @@ def _where() -> str:
     return ", ".join(str(d) for d in search_dirs())
 
 
-def _user_frame(tb) -> Optional[traceback.FrameSummary]:
+def user_frame(tb) -> Optional[traceback.FrameSummary]:
     """The innermost frame of a traceback that lies in user code."""
-    frames = [f for f in traceback.extract_tb(tb) if is_user_file(f.filename) and "dlcourse" not in Path(f.filename).parts]
+    package = Path(__file__).resolve().parent
+    frames = [f for f in traceback.extract_tb(tb)
+              if is_user_file(f.filename) and not Path(f.filename).resolve().is_relative_to(package)]
     return frames[-1] if frames else None
 
 
@@ -111,11 +113,11 @@ def _import(module: str, key: str, target: str):
                 f"{key}={target}: there is no module '{module}'. Looked in the directory the command was started "
                 f"in and the config folder ({_where()}), then the installed packages. Put {module.split('.')[0]}.py "
                 "in one of those folders (or pass it with --config-dir), or install it.") from None
-        frame = _user_frame(e.__traceback__)
+        frame = user_frame(e.__traceback__)
         raise UserCodeError(f"{key}={target}: importing {module} failed{_at(frame)}: {e}. Install that package, "
                             "or fix the import in your file.") from None
     except Exception as e:
-        frame = _user_frame(e.__traceback__)
+        frame = user_frame(e.__traceback__)
         raise UserCodeError(f"{key}={target}: importing {module} raised {type(e).__name__}{_at(frame)}: {e}. "
                             "It is an error in that file: fix it and run again.") from None
 
@@ -201,7 +203,7 @@ def call(factory: Callable, key: str, target: str, options: dict, provided: Opti
     try:
         return factory(**options, **kwargs)
     except Exception as e:
-        frame = _user_frame(e.__traceback__)
+        frame = user_frame(e.__traceback__)
         if frame is None:
             raise
         raise UserCodeError(f"{key}={target} raised {type(e).__name__}{_at(frame)} while being built: {e}. It is an "
@@ -214,8 +216,10 @@ def target_name(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def missing_code_hint(target: str) -> str:
-    """What to do when a stored target cannot be imported any more (evaluate, resume, load)."""
-    module = str(target).rpartition(".")[0]
-    return (f"This run was made with {target}: start the command in the folder that holds {module.replace('.', os.sep)}.py "
-            "(or pass that folder with --config-dir), or install the package it belongs to.")
+def missing_code_hint(code_dirs: Iterable[str]) -> str:
+    """Where a stored run found its code, for an error when it cannot be imported any more."""
+    dirs = [d for d in code_dirs if d]
+    if not dirs:
+        return ""
+    return (f" The run was trained with its code in {', '.join(dirs)}: start the command there (cd {dirs[0]}) "
+            "or pass that folder with --config-dir, or install that code as a package.")
