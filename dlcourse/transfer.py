@@ -226,7 +226,11 @@ def load_matching(model: nn.Module, pretrained: Pretrained, min_fraction: float 
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    """The classifier head: the name of the last nn.Linear (ResNet "fc", VGG "classifier.6")."""
+    """The classifier head: the module a model names as its `head` attribute (your own models may),
+    else the last nn.Linear (ResNet "fc", VGG "classifier.6")."""
+    own = getattr(model, "head", None)
+    if isinstance(own, nn.Module):
+        return [n for n, m in model.named_modules() if m is own and n][:1]
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     return names[-1:]
 

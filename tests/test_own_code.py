@@ -288,3 +288,19 @@ def test_weights_of_a_user_model_run_fine_tune_a_user_model(lab):
     assert target["classifier.3.weight"].shape == (3, 64)  # a new head for 3 classes
     assert torch.equal(source["classifier.1.weight"], target["classifier.1.weight"])  # below the head: frozen
     assert metrics["epochs_run"] == 1
+
+
+def test_a_model_that_names_its_head_is_split_there(lab):
+    from torch import nn
+
+    from dlcourse.transfer import head_modules
+
+    class Named(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+            self.head = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+            self.aux = nn.Linear(8, 1)  # the last Linear, but not the head
+
+    assert head_modules(Named()) == ["head"]
+    assert head_modules(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))) == ["1"]
