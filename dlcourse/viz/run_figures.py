@@ -16,6 +16,10 @@ from dlcourse.callbacks import Callback
 from dlcourse.viz import course
 
 
+# TensorBoard sorts tag groups by name: pictures under "viz/" come after the train/ and val/ curves
+TAG = "viz"
+
+
 class RunFigures(Callback):
     def __init__(self, run_dir: Path, title: str, every_n_epochs: Optional[int] = None, diagnostics=None,
                  target=None):
@@ -33,7 +37,7 @@ class RunFigures(Callback):
     def on_epoch_end(self, engine, epoch: int, metrics: dict) -> None:
         if self.every and epoch % self.every == 0 and self._inputs(engine) == 2 and engine.task.name != "regression":
             image = course.decision_boundary_image(self._boundary_panel(engine, f"epoch {epoch}", steps=100))
-            engine.logger.writer.add_image("figures/decision_boundary", image, epoch, dataformats="HWC")
+            engine.logger.writer.add_image(f"{TAG}/decision_boundary", image, epoch, dataformats="HWC")
 
     # the figures ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -73,8 +77,8 @@ class RunFigures(Callback):
             paths.append(self._regression(engine))
         if self.diagnostics is not None:
             paths.extend(self._depth(engine))
-        for path in paths:
-            engine.logger.writer.add_image(f"figures/{path.stem}", _read_png(path), engine.state.epoch,
+        for path in paths[1:]:  # the learning curves are TensorBoard's own scalar charts already
+            engine.logger.writer.add_image(f"{TAG}/{path.stem}", _read_png(path), engine.state.epoch,
                                            dataformats="HWC")
         return paths
 
