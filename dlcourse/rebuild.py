@@ -119,7 +119,9 @@ def rebuild(path: Path | str, device: str = "cpu", data: bool = True, data_root:
         task = resolve_task(cfg, info)
         model, _ = make_model(cfg, info, dev, task)
     except UserCodeError as e:
-        hint = missing_code_hint(ckpt.get("code_dirs") or []) if "there is no module" in str(e) else ""
+        target = next((str(n) for n in (cfg.model.get("_target_"), cfg.dataset.get("_target_"), cfg.loss.get("_target_"))
+                       if n and f"={n}:" in str(e)), "")
+        hint = missing_code_hint(ckpt.get("code_dirs") or [], target) if "there is no module" in str(e) and target else ""
         raise UserCodeError(f"{path}: {e}{hint}") from None
     try:
         model.load_state_dict(ckpt["model"])

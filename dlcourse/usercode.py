@@ -216,10 +216,13 @@ def target_name(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def missing_code_hint(code_dirs: Iterable[str]) -> str:
-    """Where a stored run found its code, for an error when it cannot be imported any more."""
+def missing_code_hint(code_dirs: Iterable[str], target: str) -> str:
+    """Where a stored run found the module of `target`, for an error when it cannot be imported."""
+    top = str(target).split(".")[0]
+    holding = [d for d in code_dirs if d and ((Path(d) / f"{top}.py").is_file() or (Path(d) / top / "__init__.py").is_file())]
+    if holding:
+        return (f" The run imported it from {holding[0]}: pass that folder (--config-dir {holding[0]}, with train.py "
+                "and the scripts alike), start the command there, or install that code as a package.")
     dirs = [d for d in code_dirs if d]
-    if not dirs:
-        return ""
-    return (f" The run was trained with its code in {', '.join(dirs)}: start the command there (cd {dirs[0]}) "
-            "or pass that folder with --config-dir, or install that code as a package.")
+    return (f" The run was trained with its code in {', '.join(dirs)}, which no longer holds {top}: put the file back, "
+            "or pass the folder that holds it with --config-dir." if dirs else "")

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dlcourse.errors import UserError  # noqa: E402
+from dlcourse.usercode import add_search_dir  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -27,7 +28,11 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", help="where the dataset lives now (default: the run's dataset.root)")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--config-dir", action="append", default=[], metavar="FOLDER",
+                   help="a folder whose python files the run's _target_s name (a lab folder), as with train.py")
     a = p.parse_args(argv)
+    for folder in a.config_dir:
+        add_search_dir(folder)
     try:
         result, out = evaluate(a.run, a.split, a.tta, a.data_root, a.batch_size, a.device)
     except UserError as e:

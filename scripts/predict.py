@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dlcourse.errors import UserError  # noqa: E402
+from dlcourse.usercode import add_search_dir  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -30,7 +31,11 @@ def main(argv=None) -> int:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--config-dir", action="append", default=[], metavar="FOLDER",
+                   help="a folder whose python files the run's _target_s name (a lab folder), as with train.py")
     a = p.parse_args(argv)
+    for folder in a.config_dir:
+        add_search_dir(folder)
     try:
         results = predict(a.run, a.inputs, a.top_k, a.device)
     except UserError as e:

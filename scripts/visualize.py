@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dlcourse.errors import UserError  # noqa: E402
+from dlcourse.usercode import add_search_dir  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -27,7 +28,11 @@ def main(argv=None) -> int:
     p.add_argument("--layer", help="a layer name (features, gradcam), e.g. features.3")
     p.add_argument("--steps", type=int, default=200, help="class_model: gradient-ascent steps")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--config-dir", action="append", default=[], metavar="FOLDER",
+                   help="a folder whose python files the run's _target_s name (a lab folder), as with train.py")
     a = p.parse_args(argv)
+    for folder in a.config_dir:
+        add_search_dir(folder)
     try:
         path, _ = visualize(a.run, a.what, a.images, a.index, a.layer, a.steps, a.device)
     except UserError as e:

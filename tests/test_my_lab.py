@@ -81,8 +81,8 @@ def test_the_callback_logs_the_weight_norms_that_the_checkpoints_hold(lab_run):
 
 
 def test_evaluate_script_reproduces_the_runs_test_accuracy(lab_run):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAB)])}  # as the lab README says
-    out = subprocess.run([sys.executable, "scripts/evaluate.py", str(lab_run)], cwd=ROOT, env=env,
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "scripts/evaluate.py", "--config-dir", str(LAB), str(lab_run)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     evaluated = json.loads((lab_run / "eval" / "test" / "metrics.json").read_text())

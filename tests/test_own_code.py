@@ -275,7 +275,10 @@ def test_a_stored_run_whose_code_is_gone_says_where_it_was(lab, tmp_path, monkey
     sys.modules.pop("labcode", None)
     with pytest.raises(UserError) as e:
         evaluate(lab / "run", "test")
-    assert "there is no module 'labcode'" in str(e.value) and f"(cd {lab})" in str(e.value)
+    assert "there is no module 'labcode'" in str(e.value) and f"--config-dir {lab}" in str(e.value)
+    from scripts.evaluate import main
+
+    assert main(["--config-dir", str(lab), str(lab / "run")]) == 0  # run from elsewhere, given the folder
 
 
 def test_weights_of_a_user_model_run_fine_tune_a_user_model(lab):
@@ -304,3 +307,16 @@ def test_a_model_that_names_its_head_is_split_there(lab):
 
     assert head_modules(Named()) == ["head"]
     assert head_modules(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))) == ["1"]
+
+
+def test_a_sweeps_best_command_keeps_its_config_dir(tmp_path):
+    from omegaconf import OmegaConf
+
+    from dlcourse.reports import config_dirs
+
+    sources = [{"path": "hydra.conf", "schema": "pkg", "provider": "hydra"},
+               {"path": str(ROOT / "configs"), "schema": "file", "provider": "main"},
+               {"path": "/labs/my_lab", "schema": "file", "provider": "command-line"}]
+    OmegaConf.save({"hydra": {"runtime": {"config_sources": sources}}}, tmp_path / "multirun.yaml")
+    assert config_dirs(tmp_path) == ["/labs/my_lab"]
+    assert config_dirs(tmp_path / "missing") == []

@@ -30,12 +30,22 @@ def _averaged_over(jobs, summary) -> str:
     return f"{' and '.join(over)} (n)" if over else "the runs (n runs)"
 
 
-def best_command(jobs, summary) -> str:
+def config_dirs(sweep_dir: Path) -> list[str]:
+    """The `--config-dir` folders the sweep was started with (from Hydra's multirun.yaml)."""
+    from omegaconf import OmegaConf
+
+    path = sweep_dir / "multirun.yaml"
+    sources = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.config_sources") if path.is_file() else None
+    return [str(s.path) for s in sources or [] if s.provider == "command-line" and s.schema == "file"]
+
+
+def best_command(jobs, summary, sweep_dir: Path) -> str:
     """The command that trains the best configuration (for one seed: add `seed=...`)."""
     best = summary.table["configuration"].iloc[0]
     job = next(j for j in jobs if j.ok and j.path.name in set(summary.jobs.loc[summary.jobs["configuration"] == best, "job"]))
     overrides = [f"{k}={v}" for k, v in job.overrides.items() if k not in summary.repeats]
-    return " ".join(["python train.py", *map(_shell, overrides)])
+    folders = [f"--config-dir {_shell(d)}" for d in config_dirs(sweep_dir)]
+    return " ".join(["python train.py", *folders, *map(_shell, overrides)])
 
 
 def write_report(sweep_dir: Path | str, log=print) -> Path:
@@ -64,7 +74,7 @@ def write_report(sweep_dir: Path | str, log=print) -> Path:
     if not summary.table.empty:
         summary.table.to_csv(sweep_dir / "report.csv", index=False)
         lines += ["## Ranking", "", markdown_table(summary), "", "## Best configuration", "",
-                  f"    {best_command(jobs, summary)}", ""]
+                  f"    {best_command(jobs, summary, sweep_dir)}", ""]
         if summary.repeats:
             values = sorted(set(summary.jobs[summary.repeats[0]].dropna()), key=str)
             lines += [f"(its runs used {summary.repeats[0]}={','.join(map(str, values))})", ""]
