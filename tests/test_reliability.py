@@ -151,7 +151,7 @@ def test_a_diverged_job_does_not_abort_the_sweep(tmp_path):
 
 
 # Kills and preemption: a LeNet on digits long enough to be interrupted mid-run.
-LONG_RUN = ["model=lenet", "trainer.max_epochs=15", "trainer.batch_size=16", "trainer.deterministic=true", "seed=3",
+LONG_RUN = ["model=lenet", "trainer.max_epochs=5", "trainer.batch_size=16", "trainer.deterministic=true", "seed=3",
             "trainer.device=cpu", "trainer.progress_bar=false", "model.dropout=0.1"]
 
 

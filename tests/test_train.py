@@ -157,7 +157,8 @@ def test_image_folder_run_with_augmentation_and_mixup(tmp_path):
 
 
 def test_augmented_run_resumes_exactly(tmp_path):
-    common = ["trainer.deterministic=true", "augment=strong", "augment.mixup_alpha=0.2", "model=lenet"]
+    common = ["trainer.deterministic=true", "augment=strong", "augment.mixup_alpha=0.2", "model=lenet",
+              "trainer.limit_train_batches=6"]
     straight = train(tmp_path / "a", [*common, "trainer.max_epochs=3"])
     train(tmp_path / "b", [*common, "trainer.max_epochs=1"])
     resumed = train(tmp_path / "b", [*common, "trainer.max_epochs=3", "resume=true"])
