@@ -15,7 +15,7 @@ train: $(STAMP)          ## default experiment (embedded digits, no network); pa
 	$(PY) train.py $(ARGS)
 
 test: $(STAMP)           ## the whole test suite
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto --dist worksteal --durations=15 $(ARGS)
 
 test-fast: $(STAMP)      ## the suite without tests marked slow
 	$(PY) -m pytest -m "not slow" $(ARGS)

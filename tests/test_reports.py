@@ -70,6 +70,23 @@ def test_a_sweep_ends_with_a_ranked_report(sweep):
     assert list((sweep_dir / "report").glob("events.out.tfevents.*"))
 
 
+def test_the_heatmap_names_both_keys_and_boxes_the_best_cell(sweep, monkeypatch):
+    from dlcourse.reports import figures
+    from dlcourse.reports.jobs import find_jobs
+    from dlcourse.reports.table import summarize
+
+    sweep_dir, _ = sweep
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    summary = summarize(find_jobs(sweep_dir))
+    figures.heatmap(summary, sweep_dir / "again.png")
+    title = drawn[0].axes[0].get_title()
+    a, b = summary.keys[:2]
+    best = summary.table.iloc[0]
+    assert title.startswith(f"best {summary.monitor} by {a} and {b}")
+    assert f"red box: the best, {a}={best[a]}, {b}={best[b]}" in title
+
+
 def test_the_best_command_trains_the_best_configuration(sweep):
     sweep_dir, _ = sweep
     report = (sweep_dir / "report.md").read_text()

@@ -118,7 +118,10 @@ def _to_tensorboard(sweep_dir: Path, markdown: str, pngs: list[Path]) -> None:
     import matplotlib.image as mpimg
     from torch.utils.tensorboard import SummaryWriter
 
+    for old in (sweep_dir / "report").glob("events.out.tfevents.*"):  # an earlier build of this report
+        old.unlink()
     with SummaryWriter(log_dir=str(sweep_dir / "report")) as writer:
         writer.add_text("report", markdown, 0)
         for png in pngs:
-            writer.add_image(f"report/{png.stem}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")
+            # under viz/ like every run's pictures: TensorBoard lists them after the train/ and val/ curves
+            writer.add_image(f"viz/{png.stem}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")

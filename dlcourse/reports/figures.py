@@ -91,9 +91,9 @@ def heatmap(summary: Summary, out: Path) -> Path:
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
-                r, g, b, _ = image.cmap(image.norm(values[i, j]))  # dark text on light cells
+                red, green, blue, _ = image.cmap(image.norm(values[i, j]))  # dark text on light cells
                 ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=9,
-                        color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+                        color="black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white")
     best = np.unravel_index(np.nanargmax(values) if summary.higher_is_better else np.nanargmin(values), values.shape)
     ax.add_patch(matplotlib.patches.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red", lw=3))
     fig.colorbar(image, ax=ax, label=f"best {m} (mean over seeds)")
