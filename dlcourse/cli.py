@@ -123,7 +123,7 @@ def run_job(cfg: DictConfig) -> float:
 def record_failure(cfg: DictConfig, run_dir: Path, overrides: list[str], error: UserError) -> None:
     """A sweep job that stopped: its overrides and its error in its run directory, where the sweep
     report reads them (`.hydra/overrides.yaml`, the last `Error:` line of train.log)."""
-    from dlcourse.train import write_hydra_files
+    from dlcourse.runlog import write_hydra_files
 
     if not (run_dir / ".hydra" / "overrides.yaml").is_file():
         write_hydra_files(cfg, run_dir, overrides)

@@ -185,3 +185,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+def write_hydra_files(cfg, run_dir: Path, overrides: Optional[list[str]]) -> None:
+    """`.hydra/config.yaml` and `overrides.yaml` in the run directory, written once the config is known to be valid."""
+    from omegaconf import OmegaConf
+
+    hydra_dir = Path(run_dir) / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, hydra_dir / "config.yaml")
+    if overrides is not None:
+        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")

@@ -1,6 +1,9 @@
-"""From a composed Hydra config to a finished run: `run(cfg)` is what `train.py` calls."""
+"""From a composed config to a finished run: `execute` (behind `train.py` and `dlcourse.train`) builds the
+components (dlcourse/components.py), fits them and tests the best checkpoint; k-fold jobs run it per fold."""
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import os
 import random
@@ -8,22 +11,35 @@ import shutil
 import signal
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dlcourse import checkpoint, distributed
-from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, load_weights,
-                               make_callbacks, make_data, make_losses, make_model, make_optimizer, make_schedule,
-                               make_settings, resolve_task, select_device)
-from dlcourse.config import check_resume, validate
+from dlcourse.builders import dataset_info, resolve_task
+from dlcourse.components import Components, Given, describe_given, from_config
+from dlcourse.config import validate
 from dlcourse.engine import Engine, Interrupted
-from dlcourse.errors import CheckpointError, ConfigError, DivergenceError, UserError
-from dlcourse.runlog import RunLogger, collect_warnings, write_metrics
-from dlcourse.usercode import search_dirs
+from dlcourse.errors import ConfigError, DivergenceError, UserError
+from dlcourse.runlog import RunLogger, collect_warnings, write_hydra_files, write_metrics
+
+
+@dataclass
+class Result:
+    """What a run returns: `value` is the best `trainer.monitor` (what Hydra's sweepers optimise; the
+    suggested LR of lr_find without apply), `metrics` its metrics.json, `history` one dict per epoch."""
+
+    value: float
+    metrics: dict
+    run_dir: Path
+    history: list = field(default_factory=list)
+    model: Optional[torch.nn.Module] = None  # the best weights, in eval mode
+    config: Optional[DictConfig] = None
 
 
 def seed_everything(seed: int) -> None:
@@ -57,34 +73,6 @@ def torch_flags(deterministic: bool):
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[3]
 
 
-def resume_path(resume, run_dir: Path) -> Optional[Path]:
-    """null -> fresh run; true -> this run directory's last.pt; a string -> that file."""
-    if resume is None or resume is False:
-        last = run_dir / "checkpoints" / "last.pt"
-        if last.exists():
-            raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt) and resume is not set. "
-                              "Continue it with resume=true, or start a fresh run in another directory "
-                              "(leave hydra.run.dir at its default).")
-        return None
-    if resume is True or str(resume).lower() == "true":
-        last = run_dir / "checkpoints" / "last.pt"
-        if not last.exists():
-            raise CheckpointError(f"resume=true but {last} does not exist. Point Hydra at the run to continue: "
-                                  "python train.py resume=true hydra.run.dir=outputs/<date>/<time>, "
-                                  "or give a file: resume=path/to/last.pt.")
-        return last
-    return Path(str(resume))
-
-
-def write_hydra_files(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]]) -> None:
-    """`.hydra/` in the run directory, written once the config is known to be valid."""
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, hydra_dir / "config.yaml")
-    if overrides is not None:
-        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
-
-
 class _StopOnSignal:
     """SIGINT/SIGTERM ask the engine to stop after the current step instead of killing it mid-write."""
 
@@ -109,23 +97,44 @@ class _StopOnSignal:
 
 
 def run(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[list[str]] = None) -> float:
-    """Train, evaluate the best checkpoint on the test set, write metrics.json; return the best
-    value of `trainer.monitor` (for Hydra sweepers; its mean over the folds with `cv.folds` and no
-    `cv.fold`). `overrides` (the command line) go to `.hydra/overrides.yaml`."""
+    """`execute`, returning the best value of `trainer.monitor` (for Hydra's sweepers)."""
+    return execute(cfg, run_dir, overrides).value
+
+
+def execute(cfg: DictConfig, run_dir: Optional[Path] = None, overrides: Optional[list[str]] = None,
+            given: Given = Given()) -> Result:
+    """Train, evaluate the best checkpoint on the test set, write metrics.json: the one path behind
+    the command line and the Python API. With `cv.folds` and no `cv.fold`, every fold (the result
+    holds their means). `overrides` (the command line) go to `.hydra/overrides.yaml`; `given`: the
+    caller's objects instead of configured ones; `run_dir` None: a new `outputs/<date>/<time>`."""
+    describe_given(cfg, given)
     validate(cfg)
-    if run_dir is None:
-        from hydra.core.hydra_config import HydraConfig
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     if cfg.cv.folds is not None and cfg.cv.fold is None:
         resolve_task(cfg, dataset_info(cfg))  # the `auto` monitor the folds are averaged on
-        return run_folds(cfg, Path(run_dir), overrides)
-    return run_one(cfg, Path(run_dir), overrides)
+        return run_folds(cfg, run_dir, overrides, given)
+    return run_one(cfg, run_dir, overrides, given)
 
 
-def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None) -> float:
+def new_run_dir(root: Path | str = "outputs") -> Path:
+    """`outputs/<date>/<time>` as the command line names it, created here; runs started within the
+    same second get `-1`, `-2`, ... so that no two share a directory."""
+    stamp = datetime.now()
+    base = Path(root) / stamp.strftime("%Y-%m-%d") / stamp.strftime("%H-%M-%S")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        path = base if n == 0 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None, given: Given = Given()) -> Result:
     """Every fold of `cv.folds` in `run_dir/fold_<i>/`, then cv_metrics.json (per fold, mean, std)
     and a metrics.json of the means. With resume=true, finished folds are kept and an unfinished
-    one continues from its last checkpoint."""
+    one continues from its last checkpoint. A given model starts each fold from its own weights."""
     validate(cfg)
     if cfg.resume not in (None, False) and str(cfg.resume).lower() != "true":
         raise ConfigError(f"resume={cfg.resume}: a cross-validation job (cv.folds without cv.fold) resumes "
@@ -139,8 +148,9 @@ def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = N
             if not (fold_dir / "metrics.json").exists():
                 started = (fold_dir / "checkpoints" / "last.pt").exists()
                 resume = True if cfg.resume is not None and started else None
+                fold_given = Given(copy.deepcopy(given.model), given.loss, given.callbacks)
                 run_one(OmegaConf.merge(cfg, {"cv": {"fold": i}, "resume": resume}), fold_dir,
-                        [*fold_overrides, f"cv.fold={i}"])
+                        [*fold_overrides, f"cv.fold={i}"], fold_given)
             folds.append(json.loads((fold_dir / "metrics.json").read_text()))
     except UserError:
         if not any(run_dir.glob("fold_*/.hydra")):  # stopped before any fold started: leave nothing behind
@@ -157,7 +167,7 @@ def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = N
     monitor = f"{cfg.trainer.monitor}_best"
     print(f"cross-validation over {cfg.cv.folds} folds: {monitor} {mean[monitor]:.4f} ± {std[monitor]:.4f}, "
           f"test/acc {mean.get('test/acc', float('nan')):.4f} (mean ± std; {run_dir / 'cv_metrics.json'})", flush=True)
-    return mean[monitor]
+    return Result(mean[monitor], json.loads((run_dir / "metrics.json").read_text()), run_dir, config=cfg)
 
 
 def cv_job_of(cv, run_dir: Path) -> Optional[Path]:
@@ -167,151 +177,49 @@ def cv_job_of(cv, run_dir: Path) -> Optional[Path]:
     return run_dir.parent if (run_dir.parent / ".hydra" / "overrides.yaml").is_file() else None
 
 
-def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None) -> float:
-    """One training run in `run_dir` (see `run`)."""
+def run_one(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = None, given: Given = Given()) -> Result:
+    """One training run in `run_dir` (see `execute`)."""
     started = time.perf_counter()
-    validate(cfg)
-    t = cfg.trainer
-    device = select_device(t.device)
-    if distributed.init(t.strategy, device.type) and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    rank, world = distributed.rank_and_world()
-    distributed.local_batch(t.batch_size)  # the global batch must divide among the processes
-    if t.precision == "16-mixed" and device.type != "cuda":
-        raise ConfigError("trainer.precision=16-mixed needs a CUDA GPU (float16 autocast with GradScaler); "
-                          "on this device use trainer.precision=bf16-mixed or 32.")
-    ckpt_path = resume_path(cfg.resume, run_dir)
-    resumed = checkpoint.load(ckpt_path) if ckpt_path else None
-    info = dataset_info(cfg)
-    task = resolve_task(cfg, info)  # before the resume check: `auto` keys become what the run uses
-    if resumed is not None:
-        check_resume(resumed.get("config"), cfg, str(ckpt_path))
-    check_monitor(cfg, task)
-    check_schedule(cfg)
-    settings = make_settings(cfg)
-
-    with torch_flags(t.deterministic), collect_warnings() as early_warnings:
-        seed_everything(cfg.seed)
-        model, model_name = make_model(cfg, info, device, task)  # before the data: its errors cost no reading
-        finetuning = cfg.model.get("weights") is not None and cfg.finetune.pretrained
-        # model.weights (dlcourse/transfer.py); a resumed run takes every weight from its checkpoint
-        transfer = load_weights(cfg, model, model_name) if resumed is None else None
-        if resumed is not None:  # before any feature cache is computed from the backbone
-            model.load_state_dict(resumed["model"])
-        if world > 1:
-            torch.manual_seed(cfg.seed + 7919 * rank)  # the same initial weights, then dropout of its own
-        optimizer = make_optimizer(cfg, model)
-        loss_fn, eval_loss_fn = make_losses(cfg, task)
-        data, augmentation = make_data(cfg, info, device, input_stats(cfg, transfer, info, resumed))
-        if cfg.lr_find.enabled:
-            lr = _find_lr(cfg, model, optimizer, loss_fn, data, augmentation, device, run_dir, overrides,
-                          early_warnings)
-            if not cfg.lr_find.apply:
-                return lr
-            cfg.optim.lr = lr  # the run trains (and records) the suggested learning rate
-            optimizer = make_optimizer(cfg, model)
-        extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes), "task": task.name,
-                 "image_shape": list(data.image_shape), "model_name": model_name,
-                 "code_dirs": [str(d) for d in search_dirs()],  # where `_target_`s were imported from
-                 "normalization": {"mean": data.normalize.mean.flatten().tolist(),
-                                   "std": data.normalize.std.flatten().tolist()}}
-        forward_model = model
-        if finetuning and _caching(cfg, model, augmentation):
-            from dlcourse.finetune import cache_features
-
-            seconds = time.perf_counter()
-            data, forward_model = cache_features(model, data, device)  # the head trains on the backbone's features
-            images = data.train.num_samples + (data.val.num_samples if data.val else 0) + data.test.num_samples
-            note = (f"feature cache: the frozen backbone's {data.image_shape[0]} features of {images} images computed "
-                    f"once in {time.perf_counter() - seconds:.1f} s; the head trains on them")
-            print(note, flush=True)
-            early_warnings.append(note)
-        callbacks = make_callbacks(cfg, run_dir, model_name, model)
-        finetune = next((c for c in callbacks if type(c).__name__ == "Finetune"), None)
-        if finetune is not None:  # the first epoch's freeze state, seen by the summary and by DDP
-            finetune.apply(model, (resumed["state"]["epoch"] if resumed else 0) + 1)
-        if world > 1:  # frozen parameters are left out; a change of the trainable set wraps anew
-            trained = forward_model
-            forward_model = distributed.data_parallel(trained, device)
-            if finetune is not None:
-                finetune.rewrap = lambda: distributed.data_parallel(trained, device)
-        if t.compile:
-            forward_model = compile_model(forward_model, next(iter(data.train))[0])
-        schedule = make_schedule(cfg, optimizer, len(data.train), settings.mode)
-
-        if distributed.is_main():
-            write_hydra_files(cfg, run_dir, overrides)
-        logger = RunLogger(run_dir, progress_bar=t.progress_bar, earlier=early_warnings, enabled=distributed.is_main())
-        if transfer is not None and distributed.is_main():
-            write_metrics(run_dir / "transfer.json", transfer[1].as_dict())
-            logger.info(f"model.weights: {transfer[1].summary()}")
-            logger.writer.add_text("transfer", "```\n" + transfer[1].summary().replace("; ", "\n") + "\n```", 0)
-        if not distributed.is_main():  # other ranks freeze like rank 0 and run the user's callbacks, but draw and measure nothing
-            callbacks = [c for c in callbacks if type(c).__name__ == "Finetune" or hasattr(c, "config_key")]
-        engine = Engine(model, optimizer, schedule, loss_fn, data, settings, device, logger, run_dir,
-                        eval_loss_fn=eval_loss_fn, extra_checkpoint=extra, forward_model=forward_model,
-                        batch_transform=augmentation.batch_transform, generators=(augmentation.generator,),
-                        task=task, callbacks=callbacks)
-        try:
-            return _fit(engine, cfg, run_dir, resumed, ckpt_path, augmentation, started, overrides or [])
-        except UserError as e:
-            logger.to_file(f"Error: {e}")
-            raise
-        except Exception as e:  # not the user's: its traceback goes to the console, its message here
-            logger.to_file(f"Error: {type(e).__name__}: {e}")
-            raise
-        finally:
-            logger.close()
+    with torch_flags(bool(cfg.trainer.deterministic)), collect_warnings() as early_warnings:
+        parts = from_config(cfg, run_dir, given, overrides, early_warnings)
+        if parts.suggested_lr is not None:
+            return Result(parts.suggested_lr, {"suggested_lr": parts.suggested_lr}, run_dir, config=cfg)
+        return fit(parts, overrides, started, early_warnings)
 
 
-def _find_lr(cfg: DictConfig, model, optimizer, loss_fn, data, augmentation, device, run_dir: Path,
-             overrides: Optional[list[str]], lines: list[str]) -> float:
-    """The LR range test; writes lr_find.json and figures/lr_find.png; returns the suggestion."""
-    from dlcourse.lr_finder import figure, lr_range_test
-
-    opts = OmegaConf.to_container(cfg.lr_find, resolve=True)
-    if opts["suggestion"] not in ("steepest", "min_div10"):
-        raise ConfigError(f"lr_find.suggestion={opts['suggestion']!r} is not valid: allowed steepest, min_div10.")
-    earlier = _earlier_suggestion(cfg, run_dir)
-    if earlier is not None:
-        return earlier
-    result = lr_range_test(model, optimizer, loss_fn, data.train, device, str(cfg.trainer.precision),
-                           augmentation.batch_transform, (data.train.generator, augmentation.generator), **opts)
-    chosen = result[opts["suggestion"]]
+def fit(parts: Components, overrides: Optional[list[str]] = None, started: Optional[float] = None,
+        notes: Iterable[str] = ()) -> Result:
+    """Train the components, test the best checkpoint, write metrics.json: the run's Result."""
+    started = time.perf_counter() if started is None else started
+    cfg, run_dir = parts.cfg, parts.run_dir
     if distributed.is_main():
         write_hydra_files(cfg, run_dir, overrides)
-        write_metrics(run_dir / "lr_find.json", {**result, "suggestion": opts["suggestion"], "suggested_lr": chosen})
-        figure(result, run_dir / "figures" / "lr_find.png",
-               f"LR range test: {cfg.model.name} on {cfg.dataset.name}, {cfg.optim._target_.rsplit('.', 1)[-1]}, "
-               f"batch {cfg.trainer.batch_size} ({len(result['lrs'])} steps)")
-    summary = (f"LR range test over {len(result['lrs'])} steps ({result['lrs'][0]:.1e} to {result['lrs'][-1]:.1e}): "
-               f"steepest descent at {result['steepest']:.2g}, minimum / 10 = {result['min_div10']:.2g}; "
-               f"{run_dir / 'figures' / 'lr_find.png'}")
-    print(summary, flush=True)
-    lines.append(summary)
-    if not cfg.lr_find.apply:
-        print(f"Train with it: python train.py optim.lr={chosen:.2g} ... (or lr_find=true lr_find.apply=true)", flush=True)
-        if distributed.is_main():
-            (run_dir / "train.log").write_text("\n".join(lines) + "\n")
-    return chosen
-
-
-def _earlier_suggestion(cfg: DictConfig, run_dir: Path) -> Optional[float]:
-    """On resume with lr_find.apply: the LR the run's own range test chose (its lr_find.json), so
-    the test does not run again."""
-    if cfg.resume in (None, False) or not cfg.lr_find.apply:
-        return None
-    run = run_dir if str(cfg.resume).lower() == "true" else Path(str(cfg.resume)).resolve().parent.parent
-    stored = run / "lr_find.json"
-    if not stored.is_file():
-        return None
-    lr = float(json.loads(stored.read_text())["suggested_lr"])
-    print(f"LR range test: the run's own suggestion, optim.lr={lr:.2g} (from {stored})", flush=True)
-    return lr
+    logger = RunLogger(run_dir, progress_bar=cfg.trainer.progress_bar, earlier=notes, enabled=distributed.is_main())
+    callbacks, transfer = parts.callbacks, parts.transfer
+    if transfer is not None and distributed.is_main():
+        write_metrics(run_dir / "transfer.json", transfer[1].as_dict())
+        logger.info(f"model.weights: {transfer[1].summary()}")
+        logger.writer.add_text("transfer", "```\n" + transfer[1].summary().replace("; ", "\n") + "\n```", 0)
+    if not distributed.is_main():  # other ranks freeze like rank 0 and run the user's callbacks, but draw and measure nothing
+        callbacks = [c for c in callbacks if type(c).__name__ == "Finetune" or hasattr(c, "config_key")]
+    engine = Engine(parts.model, parts.optimizer, parts.schedule, parts.loss_fn, parts.data, parts.settings,
+                    parts.device, logger, run_dir, eval_loss_fn=parts.eval_loss_fn, extra_checkpoint=parts.extra,
+                    forward_model=parts.forward_model, batch_transform=parts.augmentation.batch_transform,
+                    generators=(parts.augmentation.generator,), task=parts.task, callbacks=callbacks)
+    try:
+        return _fit(engine, cfg, run_dir, parts.resumed, parts.ckpt_path, parts.augmentation, started, overrides or [])
+    except UserError as e:
+        logger.to_file(f"Error: {e}")
+        raise
+    except Exception as e:  # not the user's: its traceback goes to the console, its message here
+        logger.to_file(f"Error: {type(e).__name__}: {e}")
+        raise
+    finally:
+        logger.close()
 
 
 def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict], ckpt_path, augmentation,
-         started: float, overrides: list[str]) -> float:
+         started: float, overrides: list[str]) -> Result:
     data, logger = engine.data, engine.logger
     if resumed is not None:
         engine.restore(resumed)
@@ -357,32 +265,6 @@ def _final_lr_warning(engine: Engine, cfg: DictConfig, run_dir: Path, overrides:
             f"SGDR); or start a new run from its weights: {fresh}")
 
 
-def input_stats(cfg: DictConfig, transfer, info, resumed: Optional[dict] = None) -> Optional[tuple[list, list]]:
-    """The input normalisation pretrained weights were trained with (finetune.normalize=weights),
-    averaged over RGB for one-channel data, or, resuming such a run, its checkpoint's; None = the
-    training split's own statistics."""
-    if cfg.finetune.normalize != "weights" or cfg.model.get("weights") is None or not cfg.finetune.pretrained:
-        return None
-    stored = (resumed or {}).get("normalization") or {}
-    mean, std = (stored.get("mean"), stored.get("std")) if resumed else (transfer[0].mean, transfer[0].std)
-    if mean is None or (len(info.image_shape) == 3 and resumed and len(mean) != info.image_shape[0]):
-        return None  # per-pixel statistics of the data: computed again, identically
-    mean, std = list(mean), list(std)
-    channels = info.image_shape[0] if len(info.image_shape) == 3 else len(mean)
-    if channels != len(mean):
-        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
-    return mean, std
-
-
-def _caching(cfg: DictConfig, model, augmentation) -> bool:
-    from dlcourse.finetune import caching_applies, freeze_plan
-
-    f = cfg.finetune
-    plan = freeze_plan(model, f.freeze, f.unfreeze_at_epoch, f.unfreeze_every)
-    augmented = augmentation.transform is not None or augmentation.batch_transform is not None
-    return caching_applies(model, plan, cfg.trainer.max_epochs, f.bn == "frozen", augmented, f.cache_features)
-
-
 def model_summary(model: torch.nn.Module, input_shape, device: torch.device) -> str:
     """Layer by layer: output shape and parameter count, and the totals (torchinfo)."""
     from torchinfo import summary
@@ -419,7 +301,7 @@ def _summary(engine: Engine, started: float) -> dict:
     return summary
 
 
-def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, overrides: list[str]) -> float:
+def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, overrides: list[str]) -> Result:
     st = engine.state
     best = run_dir / "checkpoints" / "best.pt"
     distributed.barrier()  # rank 0 has written best.pt
@@ -438,7 +320,9 @@ def _finish(engine: Engine, cfg: DictConfig, run_dir: Path, started: float, over
     tags = [f"{engine.s.monitor}_best", *(t for t in ("val/acc", "val/loss", "train/loss") if t in st.history[-1])]
     engine.logger.hparams(OmegaConf.to_container(cfg, resolve=True), overrides, tags)
     engine.logger.info("test  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/")))
-    return float(st.best) if st.best is not None else float("nan")
+    engine.model.eval()
+    return Result(float(st.best) if st.best is not None else float("nan"), metrics, run_dir, list(st.history),
+                  engine.model, cfg)
 
 
 def _interrupted(engine: Engine, run_dir: Path, signum: int) -> float:
