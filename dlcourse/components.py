@@ -1,6 +1,6 @@
 """A run's components — model, data, loss, optimizer, schedule, callbacks, with its task and settings —
 built once: from the config by the builders, or handed in by a caller (`dlcourse.train(model=...)`).
-`from_config` is the one place where the config meets the objects; `dlcourse.train.fit` then runs them.
+`from_config` is the one place where the config meets the objects; `dlcourse.training.fit` then runs them.
 The command line, the Python API, k-fold jobs and sweeps all build their runs here."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Given:
 
 @dataclass
 class Components:
-    """Everything one run is made of, ready to run (`dlcourse.train.fit`)."""
+    """Everything one run is made of, ready to run (`dlcourse.training.fit`)."""
 
     cfg: DictConfig
     run_dir: Path
@@ -130,7 +130,7 @@ def from_config(cfg: DictConfig, run_dir: Path, given: Given = Given(), override
     """The components of the run `cfg` describes, with the caller's `given` objects in place of the
     configured ones. Everything that needs no images is built (and checked) before the data is read.
     `notes`: console lines for train.log from before the run directory holds one."""
-    from dlcourse.train import seed_everything
+    from dlcourse.training import seed_everything
 
     notes = [] if notes is None else notes
     describe_given(cfg, given)
