@@ -196,8 +196,9 @@ def path_safe(text: str, limit: int = 120) -> str:
 
 
 def configs_dir() -> Path:
-    """The built-in config groups (configs/ beside the package)."""
-    return Path(__file__).resolve().parents[1] / "configs"
+    """The built-in config groups: dlcourse/configs/, inside the package so that they travel with any
+    install (the repository's top-level configs/ is a link to it)."""
+    return Path(__file__).resolve().parent / "configs"
 
 
 def compose_config(overrides=(), config_dir=None) -> DictConfig:

@@ -86,9 +86,9 @@ def suggestions(lrs: list[float], smoothed: list[float]) -> dict:
 
 
 def figure(result: dict, path: Path, title: str) -> Path:
-    import matplotlib
+    from dlcourse.viz import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

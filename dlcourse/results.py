@@ -54,12 +54,12 @@ class Run:
 
     @property
     def history(self):
-        """history.csv as a pandas DataFrame (exact floats)."""
+        """history.csv as a pandas DataFrame."""
         import pandas as pd
 
         if self._history is None:
             path = self.dir / "history.csv"
-            self._history = pd.read_csv(path, float_precision="round_trip") if path.is_file() else pd.DataFrame()
+            self._history = pd.read_csv(path) if path.is_file() else pd.DataFrame()
         return self._history
 
     @property

@@ -13,6 +13,17 @@ import torch
 
 from dlcourse.errors import ConfigError
 
+def headless() -> None:
+    """Draw into files (matplotlib's Agg backend), but leave an IPython or Jupyter session its own backend:
+    every figure of a run is closed once saved, so none shows up in a notebook unasked."""
+    import sys
+
+    import matplotlib
+
+    if "IPython" not in sys.modules:
+        matplotlib.use("Agg")
+
+
 WHAT = ("filters", "features", "saliency", "gradcam", "class_model")
 
 
