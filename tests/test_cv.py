@@ -80,7 +80,7 @@ def test_an_interrupted_cross_validation_resumes_as_the_console_says(tmp_path, m
     cv_dir = tmp_path / "cv"
     overrides = ["cv.folds=3", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "figures.enabled=false",
                  "optim.lr=0.01"]
-    original = training.make_callbacks
+    original = components.make_callbacks
     monkeypatch.setattr(components, "make_callbacks", lambda *a, **k: [*original(*a, **k), _StopInFold(1)])
     with pytest.raises(SystemExit):
         training.run(compose_config(overrides), cv_dir, [*FAST, *overrides])
