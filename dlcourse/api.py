@@ -127,6 +127,9 @@ def train(*overrides: Overrides, model=None, data=None, loss: Optional[Callable]
     except UserError as e:
         _clean_up(folder, made)
         raise type(e)(str(e)) from None  # one paragraph, without the internal traceback behind it
+    except SystemExit:  # stopped by an interrupt: the run said where it stands and how to continue
+        raise KeyboardInterrupt(f"the run in {folder} was stopped; continue it with "
+                                f"dlcourse.train(..., 'resume=true', run_dir='{folder}')") from None
     return Run(result.run_dir, result=result, loss=loss)
 
 

@@ -1,5 +1,5 @@
 """From the config to the objects of a run: device, dataset description, model, optimizer,
-schedule, losses, data. `dlcourse.training.run` builds everything that needs no images first, so that
+schedule, losses, data. `dlcourse.components.from_config` builds everything that needs no images first, so that
 a bad model, optimizer, schedule, loss or monitor stops the run before any
 image is read."""
 from __future__ import annotations
