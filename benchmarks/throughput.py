@@ -110,7 +110,7 @@ def diagnostics(cfg: DictConfig) -> list:
 
 
 class EngineRun(Pipeline):
-    """(a) dlcourse's Engine over its TensorLoader, as `dlcourse.train.run` builds it."""
+    """(a) dlcourse's Engine over its TensorLoader, as `dlcourse.training.run` builds it."""
 
     key, label = "a", "dlcourse Engine"
 
@@ -260,7 +260,7 @@ def run_benchmark(cfg: DictConfig, timing: Timing, log=print) -> dict:
     epoch by epoch; return the medians, ratios and settings."""
     validate(cfg)
     device = select_device(cfg.trainer.device)
-    torch.backends.cudnn.benchmark = True  # as dlcourse.train.torch_flags does for non-deterministic runs
+    torch.backends.cudnn.benchmark = True  # as dlcourse.training.torch_flags does for non-deterministic runs
     if str(cfg.trainer.precision) == "16-mixed" and device.type != "cuda":
         raise ConfigError("--precision 16-mixed needs CUDA; use bf16-mixed or 32 here.")
     if timing.clock == "cpu" and device.type != "cpu":

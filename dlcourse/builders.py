@@ -1,5 +1,5 @@
 """From the config to the objects of a run: device, dataset description, model, optimizer,
-schedule, losses, data. `dlcourse.train.run` builds everything that needs no images first, so that
+schedule, losses, data. `dlcourse.components.from_config` builds everything that needs no images first, so that
 a bad model, optimizer, schedule, loss or monitor stops the run before any
 image is read."""
 from __future__ import annotations
@@ -248,6 +248,10 @@ def make_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_e
 def make_losses(cfg: DictConfig, task: Task) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The training criterion and the one for validation and test (without label smoothing); the
     user's `loss._target_` serves both."""
+    if cfg.loss.get("given"):
+        raise ConfigError(f"this run trained with a loss handed in from Python ({cfg.loss.given}), which its config "
+                          "cannot build: pass the loss again (loss=..., e.g. run.evaluate(loss=fn) or "
+                          "dlcourse.load(run_dir, loss=fn)).")
     if cfg.loss.get("_target_"):
         from dlcourse.losses import build_user_loss
 

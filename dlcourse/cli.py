@@ -1,4 +1,4 @@
-"""The command-line job around `dlcourse.train.run`: user errors as one paragraph, no traceback;
+"""The command-line job around `dlcourse.training.run`: user errors as one paragraph, no traceback;
 `resume` continues a run with its own overrides."""
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _say(run_dir: Path, line: str) -> None:
 
 def _point_to_cv_job(cfg: DictConfig, run_dir: Path) -> None:
     """After one fold of a cross-validation job ran on its own: how to finish the job."""
-    from dlcourse.train import cv_job_of
+    from dlcourse.training import cv_job_of
 
     job = cv_job_of(cfg.cv, run_dir)
     if job is not None and not (job / "cv_metrics.json").is_file():
@@ -91,7 +91,7 @@ def run_job(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from dlcourse.train import run
+    from dlcourse.training import run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -123,7 +123,7 @@ def run_job(cfg: DictConfig) -> float:
 def record_failure(cfg: DictConfig, run_dir: Path, overrides: list[str], error: UserError) -> None:
     """A sweep job that stopped: its overrides and its error in its run directory, where the sweep
     report reads them (`.hydra/overrides.yaml`, the last `Error:` line of train.log)."""
-    from dlcourse.train import write_hydra_files
+    from dlcourse.runlog import write_hydra_files
 
     if not (run_dir / ".hydra" / "overrides.yaml").is_file():
         write_hydra_files(cfg, run_dir, overrides)

@@ -88,6 +88,7 @@ class LossConfig:
     label_smoothing: float = 0.0
     _target_: Optional[str] = None  # your own loss: an nn.Module class or a function (output, target) -> scalar
     kwargs: Any = None  # its keyword arguments, e.g. loss.kwargs={gamma:2}
+    given: Optional[str] = None  # a loss handed in from Python (dlcourse.train(loss=...)): what it was
 
 
 @dataclass
@@ -195,8 +196,9 @@ def path_safe(text: str, limit: int = 120) -> str:
 
 
 def configs_dir() -> Path:
-    """The built-in config groups (configs/ beside the package)."""
-    return Path(__file__).resolve().parents[1] / "configs"
+    """The built-in config groups: dlcourse/configs/, inside the package so that they travel with any
+    install (the repository's top-level configs/ is a link to it)."""
+    return Path(__file__).resolve().parent / "configs"
 
 
 def compose_config(overrides=(), config_dir=None) -> DictConfig:
@@ -294,7 +296,7 @@ def _check_soft_targets(cfg: DictConfig) -> None:
     from dlcourse.losses import SOFT_TARGETS
 
     mixing = [f"augment.{k}={cfg.augment.get(k)}" for k in ("mixup_alpha", "cutmix_alpha") if cfg.augment.get(k)]
-    if mixing and cfg.loss.name not in (*SOFT_TARGETS, "auto"):
+    if mixing and cfg.loss.name not in (*SOFT_TARGETS, "auto") and not cfg.loss.get("given"):
         raise ConfigError(f"loss={cfg.loss.name} does not combine with {' and '.join(mixing)}: mixup and cutmix "
                           "train on mixed class probabilities, which this loss cannot take. Use a loss that "
                           f"can ({', '.join('loss=' + n for n in SOFT_TARGETS)}), or switch mixing off "
@@ -340,7 +342,8 @@ def _validate_names(cfg: DictConfig) -> None:
     from dlcourse.models.layers import ACTIVATIONS
     from dlcourse.schedules import SCHEDULES
 
-    builtin_model, builtin_loss = not cfg.model.get("_target_"), not cfg.loss.get("_target_")
+    builtin_model = not cfg.model.get("_target_") and not cfg.model.get("given")
+    builtin_loss = not cfg.loss.get("_target_") and not cfg.loss.get("given")
     for key, value, allowed, check in (("model.name", cfg.model.get("name"), MODELS, builtin_model),
                                        ("model.activation", cfg.model.get("activation", "relu"), ACTIVATIONS, builtin_model),
                                        ("init.name", cfg.init.name, SCHEMES, True),

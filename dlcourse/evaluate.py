@@ -23,9 +23,9 @@ SPLITS = ("test", "val", "train")
 
 
 def load(path: Path | str, data_root: Optional[str] = None, batch_size: Optional[int] = None,
-         device: str = "cpu") -> Rebuilt:
+         device: str = "cpu", model: Optional[torch.nn.Module] = None) -> Rebuilt:
     """The checkpoint's model and data, rebuilt from its stored config and normalisation."""
-    return rebuild(path, device, data=True, data_root=data_root, batch_size=batch_size)
+    return rebuild(path, device, data=True, data_root=data_root, batch_size=batch_size, model=model)
 
 
 @torch.inference_mode()
@@ -40,17 +40,18 @@ def outputs(model: torch.nn.Module, loader, flip: bool = False) -> tuple[torch.T
 
 
 def evaluate(path: Path | str, split: str = "test", tta: Optional[str] = None, data_root: Optional[str] = None,
-             batch_size: Optional[int] = None, device: str = "cpu", errors: int = 32) -> tuple[dict, Path]:
+             batch_size: Optional[int] = None, device: str = "cpu", errors: int = 32,
+             model: Optional[torch.nn.Module] = None, loss=None) -> tuple[dict, Path]:
     """Evaluate a checkpoint on `split`; writes `<run>/eval/<split>/` and returns (metrics, folder).
     The loss is the run's own evaluation loss (with `tta`, the negative log-likelihood of the
-    averaged probabilities)."""
+    averaged probabilities). `model`, `loss`: the objects of a run that was handed them from Python."""
     from dlcourse.builders import make_losses
 
     if split not in SPLITS:
         raise ConfigError(f"--split {split}: choose one of {', '.join(SPLITS)}.")
     if tta not in (None, "flip"):
         raise ConfigError(f"--tta {tta}: the test-time augmentation available is 'flip'.")
-    run = load(path, data_root, batch_size, device)
+    run = load(path, data_root, batch_size, device, model)
     if tta and (not run.images or run.task.name == "regression"):
         raise ConfigError(f"--tta {tta} flips images: this run's inputs are {run.task.name} vectors of "
                           f"{run.image_shape[0]} features. Evaluate it without --tta.")
@@ -71,7 +72,7 @@ def evaluate(path: Path | str, split: str = "test", tta: Optional[str] = None, d
     if tta:
         result["loss"] = float(F.nll_loss(scores.clamp_min(1e-12).log(), targets))
     else:
-        eval_loss = make_losses(run.config, run.task)[1]
+        eval_loss = loss if loss is not None else make_losses(run.config, run.task)[1]
         result["loss"] = float(eval_loss(out, targets))
     result.update({"split": split, "tta": tta, "checkpoint": str(run.path), "task": run.task.name})
     folder = run.run_dir / "eval" / split

@@ -86,9 +86,9 @@ def suggestions(lrs: list[float], smoothed: list[float]) -> dict:
 
 
 def figure(result: dict, path: Path, title: str) -> Path:
-    import matplotlib
+    from dlcourse.viz import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -109,3 +109,56 @@ def figure(result: dict, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def find_lr(parts, overrides: Optional[list[str]], lines: list[str]) -> float:
+    """`lr_find.enabled`: the range test on a run's components (dlcourse.components); writes
+    lr_find.json and figures/lr_find.png and returns the suggestion (`lines`: train.log's first lines)."""
+    from omegaconf import OmegaConf
+
+    from dlcourse import distributed
+    from dlcourse.runlog import write_hydra_files, write_metrics
+
+    cfg, run_dir, data, augmentation = parts.cfg, parts.run_dir, parts.data, parts.augmentation
+    opts = OmegaConf.to_container(cfg.lr_find, resolve=True)
+    if opts["suggestion"] not in ("steepest", "min_div10"):
+        raise ConfigError(f"lr_find.suggestion={opts['suggestion']!r} is not valid: allowed steepest, min_div10.")
+    earlier = _earlier_suggestion(cfg, run_dir)
+    if earlier is not None:
+        return earlier
+    result = lr_range_test(parts.model, parts.optimizer, parts.loss_fn, data.train, parts.device,
+                           str(cfg.trainer.precision), augmentation.batch_transform,
+                           (data.train.generator, augmentation.generator), **opts)
+    chosen = result[opts["suggestion"]]
+    if distributed.is_main():
+        write_hydra_files(cfg, run_dir, overrides)
+        write_metrics(run_dir / "lr_find.json", {**result, "suggestion": opts["suggestion"], "suggested_lr": chosen})
+        figure(result, run_dir / "figures" / "lr_find.png",
+               f"LR range test: {cfg.model.name} on {cfg.dataset.name}, {cfg.optim._target_.rsplit('.', 1)[-1]}, "
+               f"batch {cfg.trainer.batch_size} ({len(result['lrs'])} steps)")
+    summary = (f"LR range test over {len(result['lrs'])} steps ({result['lrs'][0]:.1e} to {result['lrs'][-1]:.1e}): "
+               f"steepest descent at {result['steepest']:.2g}, minimum / 10 = {result['min_div10']:.2g}; "
+               f"{run_dir / 'figures' / 'lr_find.png'}")
+    print(summary, flush=True)
+    lines.append(summary)
+    if not cfg.lr_find.apply:
+        print(f"Train with it: python train.py optim.lr={chosen:.2g} ... (or lr_find=true lr_find.apply=true)", flush=True)
+        if distributed.is_main():
+            (run_dir / "train.log").write_text("\n".join(lines) + "\n")
+    return chosen
+
+
+def _earlier_suggestion(cfg, run_dir: Path) -> Optional[float]:
+    """On resume with lr_find.apply: the LR the run's own range test chose (its lr_find.json), so
+    the test does not run again."""
+    import json
+
+    if cfg.resume in (None, False) or not cfg.lr_find.apply:
+        return None
+    run = run_dir if str(cfg.resume).lower() == "true" else Path(str(cfg.resume)).resolve().parent.parent
+    stored = run / "lr_find.json"
+    if not stored.is_file():
+        return None
+    lr = float(json.loads(stored.read_text())["suggested_lr"])
+    print(f"LR range test: the run's own suggestion, optim.lr={lr:.2g} (from {stored})", flush=True)
+    return lr

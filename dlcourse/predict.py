@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -79,14 +80,24 @@ def _numbers(text: str):
 
 
 @torch.inference_mode()
-def predict(run: Path | str, inputs: list[Path | str], top_k: int = 3, device: str = "cpu") -> list[dict]:
-    """For each input (an image, or a row of features): {"input", "probabilities", "top": top-k
+def predict(run: Path | str, inputs, top_k: int = 3, device: str = "cpu", model: Optional[torch.nn.Module] = None) -> list[dict]:
+    """For each input (an image file, or a row of features; or each sample of an array or tensor of raw
+    inputs [N, *input shape], images in [0, 1] or uint8): {"input", "probabilities", "top": top-k
     classes with probabilities} of classification and binary runs; {"input", "values"} of regression."""
     from dlcourse.eval_tasks import REPORTS
     from dlcourse.rebuild import rebuild
 
-    model = rebuild(run, device, data=False)
-    if model.images:
+    model = rebuild(run, device, data=False, model=model)
+    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        from dlcourse.data.arrays import to_inputs
+
+        raw = to_inputs(inputs, "inputs")
+        raw = raw.float().div(255) if raw.dtype == torch.uint8 else raw.float()
+        if tuple(raw.shape[1:]) != tuple(model.image_shape):
+            raise DataError(f"inputs of shape {tuple(raw.shape)}: this run takes a batch [N, "
+                            f"{', '.join(map(str, model.image_shape))}] of raw inputs, as in its training data.")
+        named = [(str(i), x) for i, x in enumerate(raw)]
+    elif model.images:
         named = [(str(p), read_image(p, model.image_shape)) for p in inputs]
     else:
         named = [(n, torch.from_numpy(r)) for item in inputs for n, r in read_rows(item, model.image_shape[0])]

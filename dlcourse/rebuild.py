@@ -92,10 +92,21 @@ def stored_statistics(ckpt: dict, image_shape: tuple[int, ...]) -> tuple[torch.T
     return mean, std
 
 
+def _given_model(cfg: DictConfig, model: Optional[torch.nn.Module], path: Path, device) -> torch.nn.Module:
+    """A run of a model handed in from Python (`model.given`) is rebuilt into a new instance of its class."""
+    given = cfg.model.get("given") or cfg.model.get("_target_") or cfg.model.name
+    if model is None:
+        raise CheckpointError(f"{path}: this run trained a model handed in from Python ({given}), which its config "
+                              f"cannot build. Give a new instance of that class: dlcourse.load(run_dir, "
+                              f"model={cfg.model.name}(...)) (the weights come from the checkpoint).")
+    return model.to(device)
+
+
 def rebuild(path: Path | str, device: str = "cpu", data: bool = True, data_root: Optional[str] = None,
-            batch_size: Optional[int] = None) -> Rebuilt:
+            batch_size: Optional[int] = None, model: Optional[torch.nn.Module] = None) -> Rebuilt:
     """Rebuild the run of `path` (a run directory or a checkpoint file) from its stored config; with
-    `data`, its splits too, normalised with the stored statistics (the very inputs it was tested on)."""
+    `data`, its splits too, normalised with the stored statistics (the very inputs it was tested on).
+    `model`: an instance to load the weights into, for runs of a model handed in from Python."""
     from dlcourse.builders import dataset_info, make_data, make_model, resolve_task, select_device
     from dlcourse.data import DatasetInfo
 
@@ -117,7 +128,8 @@ def rebuild(path: Path | str, device: str = "cpu", data: bool = True, data_root:
         else:
             info = dataset_info(cfg)
         task = resolve_task(cfg, info)
-        model, _ = make_model(cfg, info, dev, task)
+        model = _given_model(cfg, model, path, dev) if model is not None or cfg.model.get("given") else \
+            make_model(cfg, info, dev, task)[0]
     except UserCodeError as e:
         target = next((str(n) for n in (cfg.model.get("_target_"), cfg.dataset.get("_target_"), cfg.loss.get("_target_"))
                        if n and f"={n}:" in str(e)), "")

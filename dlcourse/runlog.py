@@ -15,6 +15,19 @@ import torch
 from tqdm.auto import tqdm
 
 
+def in_notebook() -> bool:
+    """A Jupyter kernel with ipywidgets: tqdm.auto draws one widget bar per epoch (elsewhere without a
+    terminal, e.g. a log file, only the epoch lines are printed)."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}} -> {'a.b': 1}; lists become strings (TensorBoard hparams take scalars only)."""
     out: dict[str, Any] = {}
@@ -73,7 +86,7 @@ class RunLogger:
         # event files in the run directory itself, so TensorBoard names each run by its directory
         self.writer = SummaryWriter(log_dir=str(self.run_dir)) if enabled else _Nothing()
         self.writer.add_custom_scalars(CHARTS)
-        self.progress_bar = enabled and progress_bar and sys.stderr.isatty()
+        self.progress_bar = enabled and progress_bar and (sys.stderr.isatty() or in_notebook())
         self._bar: Optional[tqdm] = None
         # train.log: every console line of the run, and the warnings of dlcourse's modules
         self._file = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8") if enabled else logging.NullHandler()
@@ -185,3 +198,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+def write_hydra_files(cfg, run_dir: Path, overrides: Optional[list[str]]) -> None:
+    """`.hydra/config.yaml` and `overrides.yaml` in the run directory, written once the config is known to be valid."""
+    from omegaconf import OmegaConf
+
+    hydra_dir = Path(run_dir) / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, hydra_dir / "config.yaml")
+    if overrides is not None:
+        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")

@@ -30,7 +30,7 @@ def compose_config(overrides: list[str] = ()):
 
 def train(run_dir: Path, overrides: list[str] = ()) -> dict:
     """Run a training job in-process and return its metrics.json."""
-    from dlcourse.train import run
+    from dlcourse.training import run
 
     run(compose_config(overrides), run_dir)
     return json.loads((run_dir / "metrics.json").read_text())

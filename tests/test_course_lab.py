@@ -208,7 +208,7 @@ def test_zeros_init_keeps_a_deep_net_at_chance(tmp_path):
 # the sweep report ------------------------------------------------------------------------------
 def test_sweep_report_shows_each_runs_boundary_and_depth_profiles(tmp_path):
     from dlcourse.reports import write_report
-    from dlcourse.train import run
+    from dlcourse.training import run
 
     for i, depth in enumerate((1, 2)):
         overrides = [f"model.depth={depth}"]

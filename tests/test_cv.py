@@ -40,7 +40,7 @@ def test_the_config_selects_the_fold_and_checks_it():
 
 def test_one_command_runs_every_fold_and_averages_them(run_dir):
     best = None
-    from dlcourse.train import run
+    from dlcourse.training import run
     best = run(compose_config(["cv.folds=3", "trainer.max_epochs=2"]), run_dir)
     folds = [json.loads((run_dir / f"fold_{i}" / "metrics.json").read_text()) for i in range(3)]
     cv = json.loads((run_dir / "cv_metrics.json").read_text())
@@ -74,13 +74,14 @@ class _StopInFold(Callback):
 
 
 def test_an_interrupted_cross_validation_resumes_as_the_console_says(tmp_path, monkeypatch, capsys):
-    import dlcourse.train as training
+    import dlcourse.components as components
+    import dlcourse.training as training
 
     cv_dir = tmp_path / "cv"
     overrides = ["cv.folds=3", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "figures.enabled=false",
                  "optim.lr=0.01"]
-    original = training.make_callbacks
-    monkeypatch.setattr(training, "make_callbacks", lambda *a, **k: [*original(*a, **k), _StopInFold(1)])
+    original = components.make_callbacks
+    monkeypatch.setattr(components, "make_callbacks", lambda *a, **k: [*original(*a, **k), _StopInFold(1)])
     with pytest.raises(SystemExit):
         training.run(compose_config(overrides), cv_dir, [*FAST, *overrides])
     monkeypatch.undo()

@@ -54,7 +54,7 @@ def test_suggestions_on_a_known_curve():
 
 
 def test_lr_find_then_stop_or_train_with_the_suggestion(tmp_path, capsys):
-    from dlcourse.train import run
+    from dlcourse.training import run
 
     suggested_lr = run(compose_config(["lr_find.enabled=true", "lr_find.num_steps=30"]), tmp_path / "find")
     found = json.loads((tmp_path / "find" / "lr_find.json").read_text())

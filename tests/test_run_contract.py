@@ -13,7 +13,7 @@ from conftest import cli, compose_config, recompute_test_metrics, train
 from dlcourse.data import Split, build_data, read_dataset
 from dlcourse.errors import ConfigError
 from dlcourse.losses import build_loss
-from dlcourse.train import run
+from dlcourse.training import run
 
 PRE_DATA_ERRORS = [
     (["model=vgg11", "model.small_input=false"], "layer 'features.20'"),  # too deep for 28x28

@@ -45,7 +45,7 @@ def test_run_directory_holds_metrics_tensorboard_and_checkpoints(run_dir):
 def test_tensorboard_hparams_name_the_command_line_keys_and_point_at_logged_scalars(tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from dlcourse.train import run
+    from dlcourse.training import run
 
     overrides = ["optim=sgd", "optim.lr=0.05", "trainer.max_epochs=2"]
     run(compose_config(overrides), tmp_path / "run", overrides)

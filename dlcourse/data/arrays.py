@@ -77,6 +77,11 @@ def check_arrays(raw: dict, source: str) -> Arrays:
     return Arrays(x, y, classes, source)
 
 
+def to_inputs(value, source: str) -> torch.Tensor:
+    """Raw inputs in any layout the contract accepts as [N, C, H, W] images or [N, D] vectors (for predictions)."""
+    return _inputs(_numpy(value, "x", source), "x", source)
+
+
 def to_dataset(arrays: Arrays, seed: int) -> InMemoryDataset:
     """The arrays as an InMemoryDataset; without x_test, a seeded TEST_FRACTION of them is the test set."""
     x, y = arrays.x["x"], arrays.y["y"]

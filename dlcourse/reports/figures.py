@@ -9,7 +9,9 @@ import matplotlib
 import matplotlib.patches
 import matplotlib.ticker
 
-matplotlib.use("Agg")
+from dlcourse.viz import headless  # noqa: E402
+
+headless()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -10,7 +10,9 @@ from typing import Optional
 
 import matplotlib
 
-matplotlib.use("Agg")
+from dlcourse.viz import headless  # noqa: E402
+
+headless()
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

@@ -13,11 +13,22 @@ import torch
 
 from dlcourse.errors import ConfigError
 
+def headless() -> None:
+    """Draw into files (matplotlib's Agg backend), but leave an IPython or Jupyter session its own backend:
+    every figure of a run is closed once saved, so none shows up in a notebook unasked."""
+    import sys
+
+    import matplotlib
+
+    if "IPython" not in sys.modules:
+        matplotlib.use("Agg")
+
+
 WHAT = ("filters", "features", "saliency", "gradcam", "class_model")
 
 
 def visualize(run_path: Path | str, what: str, images: int = 6, index: int = 0, layer: Optional[str] = None,
-              steps: int = 200, device: str = "cpu") -> tuple[Path, object]:
+              steps: int = 200, device: str = "cpu", model: Optional[torch.nn.Module] = None) -> tuple[Path, object]:
     """Draw `what` for the run (a run directory or a checkpoint); returns (PNG path, its numbers)."""
     from dlcourse.rebuild import rebuild
     from dlcourse.viz import pictures
@@ -25,7 +36,7 @@ def visualize(run_path: Path | str, what: str, images: int = 6, index: int = 0, 
 
     if what not in WHAT:
         raise ConfigError(f"{what!r} is not a picture this tool draws: choose one of {', '.join(WHAT)}.")
-    run = rebuild(run_path, device=device)
+    run = rebuild(run_path, device=device, model=model)
     if not run.images or run.task.name == "regression":
         raise ConfigError(vector_refusal(what, run))
     model, data = run.model, run.data

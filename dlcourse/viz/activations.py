@@ -23,9 +23,9 @@ def curves(names=None, low: float = -5.0, high: float = 5.0, points: int = 1001)
 
 
 def figure(path: Path, names=None) -> Path:
-    import matplotlib
+    from dlcourse.viz import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     data = curves(names)

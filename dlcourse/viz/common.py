@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from dlcourse.viz import headless  # noqa: E402
 
-matplotlib.use("Agg")
+headless()
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+from dlcourse.viz import headless  # noqa: E402
+
+headless()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm, Normalize  # noqa: E402

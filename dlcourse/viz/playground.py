@@ -71,7 +71,9 @@ def run(optimizers: dict[str, tuple[type, dict]], surface_name: str, steps: int,
 def figure(results: dict, surface_name: str, path: Path) -> Path:
     import matplotlib
 
-    matplotlib.use("Agg")
+    from dlcourse.viz import headless
+
+    headless()
     import matplotlib.pyplot as plt
     import numpy as np
 

@@ -1,0 +1,176 @@
+"""The Python API (dlcourse.train / sweep / load / compose) runs the command line's runs through the same
+path: the same results and files, objects of the caller's (a module class defined here, arrays) in place
+of config options, errors as exceptions, and many runs in one process without leaks."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import dlcourse
+from conftest import FAST, ROOT, cli
+from dlcourse.config import path_safe
+from dlcourse.errors import CheckpointError, ConfigError
+
+QUICK = [*FAST, "trainer.max_epochs=2", "dataset.subset=300", "figures.enabled=false"]
+XOR = [*FAST, "experiment=xor_mlp", "trainer.max_epochs=20", "trainer.val_every_n_epochs=10"]
+
+
+class TinyNet(nn.Module):  # defined in the test module, not importable by a config
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_the_api_gives_the_command_lines_result_bit_for_bit(tmp_path):
+    overrides = [*QUICK, "trainer.deterministic=true"]
+    out = cli([*overrides, f"hydra.run.dir={tmp_path / 'cli'}"])
+    assert out.returncode == 0, out.stderr
+    run = dlcourse.train(*overrides, run_dir=tmp_path / "api")
+    expected = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    for key in ("test/acc", "test/loss", "val/acc_best", "epochs_run"):
+        assert run.metrics[key] == expected[key], key
+    timing = ["time_s", "train/images_per_s"]
+    pd.testing.assert_frame_equal(run.history.drop(columns=timing),
+                                  pd.read_csv(tmp_path / "cli" / "history.csv").drop(columns=timing))
+    for name in ("config.yaml", "overrides.yaml"):
+        assert (tmp_path / "api" / ".hydra" / name).is_file()
+    assert run.model.training is False and list(run.history["epoch"]) == [1, 2]
+    assert "mlp on digits" in repr(run) and "<b>Run</b>" in run._repr_html_()
+    assert type(run.plot()).__name__ == "Figure"
+
+
+def test_a_module_defined_here_trains_on_arrays_and_loads_again(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = digits.images.astype("float32") / 16, digits.target
+    net = TinyNet()
+    run = dlcourse.train(*FAST, "trainer.max_epochs=3", "figures.enabled=false", model=net, data=(x, y),
+                         run_dir=tmp_path / "own")
+    assert run.model is net and run.metrics["test/acc"] > 0.5
+    assert run.config.model.given.endswith("TinyNet") and run.config.dataset.name == "tensors"
+    assert "model=TinyNet(...)" in repr(run)
+    with pytest.raises(CheckpointError, match=r"model=TinyNet\(\.\.\.\)"):
+        dlcourse.load(run.dir).model
+    again = dlcourse.load(run.dir, model=TinyNet())
+    assert again.metrics == run.metrics
+    pd.testing.assert_frame_equal(again.history, run.history)
+    assert torch.equal(again.model.body[1].weight, net.body[1].weight)
+    assert again.evaluate()["acc"] == pytest.approx(run.metrics["test/acc"])
+    top = run.predict(x[:3])
+    assert [p["top"][0]["index"] for p in top] == net(torch.from_numpy(x[:3])).argmax(1).tolist()
+
+
+def test_a_second_run_in_the_process_prints_each_line_once(tmp_path, capsys):
+    dlcourse.train(*XOR, run_dir=tmp_path / "one")
+    capsys.readouterr()
+    dlcourse.train(*XOR, run_dir=tmp_path / "two")
+    out = capsys.readouterr().out.splitlines()
+    epochs = [line for line in out if line.startswith("epoch ")]
+    assert len(epochs) == 2 and len(set(epochs)) == 2
+    log = (tmp_path / "two" / "train.log").read_text().splitlines()
+    assert len([line for line in log if line.startswith("epoch ")]) == 2
+
+
+def test_errors_are_exceptions_of_one_paragraph(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        dlcourse.train(*FAST, "optim.lr=-1", run_dir=tmp_path / "bad")
+    assert "optim.lr=-1 is not valid" in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match="trainer.max_epoch"):
+        dlcourse.compose("trainer.max_epoch=2")
+    with pytest.raises(ConfigError, match="torch.nn.Module"):
+        dlcourse.train(*FAST, model="lenet", run_dir=tmp_path / "bad2")
+
+
+def test_compose_and_a_target_model_by_override(tmp_path, monkeypatch):
+    (tmp_path / "apimodels.py").write_text(textwrap.dedent('''
+        from torch import nn
+
+        def two_layer(input_shape, num_outputs, hidden=8):
+            return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], hidden), nn.Tanh(), nn.Linear(hidden, num_outputs))
+    '''))
+    (tmp_path / "lab" / "model").mkdir(parents=True)
+    (tmp_path / "lab" / "model" / "two.yaml").write_text("_target_: apimodels.two_layer\nhidden: 6\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = dlcourse.compose("experiment=xor_mlp", {"optim.lr": 0.1, "model.hidden_sizes": [3]})
+    assert cfg.optim.lr == 0.1 and list(cfg.model.hidden_sizes) == [3]
+    assert dlcourse.compose("model=two", config_dir=tmp_path / "lab").model.hidden == 6
+    run = dlcourse.train(*XOR, "model._target_=apimodels.two_layer", "+model.hidden=5")
+    assert run.dir.parent.parent == Path("outputs") and run.model[1].out_features == 5
+
+
+def test_a_sweep_writes_the_command_lines_directory_and_report(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    result = dlcourse.sweep({"optim.lr": [0.5, 0.05]}, *XOR, seeds=2, sweep_dir=tmp_path / "sweep")
+    names = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert names[0] == "0_" + path_safe("experiment=xor_mlp,optim.lr=0.5,seed=0,trainer.device=cpu,trainer.max_epochs=20,"
+                                        "trainer.progress_bar=false,trainer.val_every_n_epochs=10")
+    assert len(result.runs) == 4 and not result.failed
+    table = result.table
+    assert list(table["n"]) == [2, 2] and f"{result.runs[0].monitor} mean" in table
+    assert report.main([str(tmp_path / "sweep")]) == 0
+    pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "sweep" / "report.csv"))
+    assert (tmp_path / "sweep" / "report.md").is_file() and type(result.plot()).__name__ == "Figure"
+
+
+@pytest.mark.slow
+def test_many_runs_in_one_process_do_not_grow(tmp_path):
+    import gc
+    import logging
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    handlers = len(logging.getLogger("dlcourse").handlers)
+    sizes = []
+    for i in range(30):
+        dlcourse.train(*XOR, "figures.enabled=true", run_dir=tmp_path / f"r{i}")
+        gc.collect()
+        sizes.append(rss())
+    assert sizes[-1] <= 1.1 * sizes[2], [s >> 20 for s in sizes]
+    assert len(logging.getLogger("dlcourse").handlers) == handlers
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_trains_from_another_directory(tmp_path):
+    """A non-editable install (the wheel `pip install .` builds) on top of this environment's torch."""
+    import shutil
+
+    wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
+    for name in ("pyproject.toml", "README.md"):  # a copy, so that the build leaves nothing in the repository
+        shutil.copy(ROOT / name, source / name) if source.is_dir() else (source.mkdir(), shutil.copy(ROOT / name, source))
+    shutil.copytree(ROOT / "dlcourse", source / "dlcourse", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(source)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                    *map(str, wheels.glob("*.whl"))], check=True, timeout=300)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = ("import dlcourse; assert dlcourse.__file__.startswith(%r), dlcourse.__file__; "
+            "r = dlcourse.train('trainer.max_epochs=1', 'trainer.device=cpu'); print(r.metrics['test/acc'])" % str(site))
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) > 0.5 and list(work.glob("outputs/*/*/metrics.json"))
