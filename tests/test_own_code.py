@@ -320,3 +320,27 @@ def test_a_sweeps_best_command_keeps_its_config_dir(tmp_path):
     OmegaConf.save({"hydra": {"runtime": {"config_sources": sources}}}, tmp_path / "multirun.yaml")
     assert config_dirs(tmp_path) == ["/labs/my_lab"]
     assert config_dirs(tmp_path / "missing") == []
+
+
+def test_predict_and_diagnostics_work_on_a_user_model(lab):
+    import numpy as np
+    from PIL import Image
+
+    from dlcourse.data import read_dataset
+    from dlcourse.predict import predict
+
+    metrics = train(lab / "run", [*USER, *QUICK, "diagnostics=full", "diagnostics.every_n_steps=1"])
+    history = (lab / "run" / "history.csv").read_text().splitlines()[0].split(",")
+    assert "diag/weight_norm/total" in history and any(c.startswith("diag/grad_norm/") for c in history)
+    ckpt = torch.load(lab / "run" / "checkpoints" / "best.pt", weights_only=True)
+    image = read_dataset("digits").test_images[0]  # uint8 [1, 28, 28], as the run's test set holds it
+    Image.fromarray(image[0].numpy()).save(lab / "digit.png")
+    model = __import__("labcode").TinyCNN((1, 28, 28), 10, channels=(4, 8))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    mean, std = (torch.tensor(ckpt["normalization"][k]).view(-1, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        expected = F.softmax(model(((image.float() / 255 - mean) / std)[None]), 1)[0]
+    result = predict(lab / "run", [lab / "digit.png"])[0]
+    assert result["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert metrics["epochs_run"] == 1 and np.isfinite(metrics["test/loss"])
