@@ -77,12 +77,13 @@ def _point_to_cv_job(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def add_config_dirs(hc) -> None:
-    """`--config-dir <lab folder>`: its python files are importable for `_target_`s, like the launch
-    directory's (in every job: joblib and SLURM workers run this too)."""
+    """`--config-dir <lab folder>` (or `hydra.searchpath=[file://<lab folder>]`): its python files are
+    importable for `_target_`s, like the launch directory's (in every job: joblib and SLURM workers
+    run this too)."""
     from dlcourse.usercode import add_search_dir
 
     for source in hc.runtime.config_sources:
-        if source.provider == "command-line" and source.schema == "file":
+        if source.schema == "file" and (source.provider == "command-line" or source.provider.startswith("hydra.searchpath")):
             add_search_dir(source.path)
 
 

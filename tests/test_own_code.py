@@ -176,7 +176,8 @@ def test_overfit_batches_drives_the_loss_to_zero_on_the_same_fixed_batches(lab):
     assert "32 train / 32 val" in log and "augment none" in log
 
 
-def test_a_config_dir_lab_folder_brings_its_options_and_code(tmp_path):
+@pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
+def test_a_config_dir_lab_folder_brings_its_options_and_code(tmp_path, how):
     folder = tmp_path / "my_lab"
     (folder / "model").mkdir(parents=True)
     (folder / "experiment").mkdir()
@@ -184,7 +185,8 @@ def test_a_config_dir_lab_folder_brings_its_options_and_code(tmp_path):
     (folder / "model" / "student.yaml").write_text("_target_: labcode2.two_layer\nhidden: 12\n")
     (folder / "experiment" / "lab1.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /model: student\ntrainer:\n  max_epochs: 1\n")
-    out = cli(["--config-dir", str(folder), "experiment=lab1", "figures.enabled=false", "trainer.progress_bar=false",
+    where = ["--config-dir", str(folder)] if how == "--config-dir" else [f"hydra.searchpath=[file://{folder}]"]
+    out = cli([*where, "experiment=lab1", "figures.enabled=false", "trainer.progress_bar=false",
                f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
