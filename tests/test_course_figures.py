@@ -94,7 +94,7 @@ def _panels():
 def test_decision_boundaries_binary_and_multiclass(tmp_path, drawn):
     binary, multi = _panels()
     path = course.decision_boundaries([binary, multi], tmp_path / "db.png", "decision boundaries")
-    assert png_size(path) == (900, 450)
+    assert png_size(path) == (900, 420)
     fig = drawn[-1]
     assert fig["title"] == ["AND — acc 100%", "3 blobs — acc 100%"]
     assert fig["xlabel"] == ["x₁", "x₁"] and fig["ylabel"] == ["x₂", "x₂"]

@@ -28,6 +28,22 @@ def _save(fig, path) -> Path:
     return path
 
 
+def _margins(fig, left: float, right: float, bottom: float, top: float, wspace: float = 0.0, hspace: float = 0.0) -> None:
+    """Fixed margins in inches. The figures every run draws use these instead of constrained layout,
+    which measured twice the time of the drawing itself (about 0.15 s of each figure on 2 cores)."""
+    w, h = fig.get_size_inches()
+    cols, rows = fig.axes[0].get_gridspec().ncols, fig.axes[0].get_gridspec().nrows
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=wspace / ((w - left - right) / cols) if cols > 1 else 0.2,
+                        hspace=hspace / ((h - top - bottom) / rows) if rows > 1 else 0.2)
+
+
+def _title(ax, text: str, **kwargs) -> None:
+    """An axes title at a fixed height: matplotlib otherwise measures every tick label to place it
+    (a third of the drawing time of a small figure)."""
+    ax.set_title(text, y=1.0, pad=6, **kwargs)
+
+
 def _spans_decades(values, decades: float = 2.0) -> bool:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -43,8 +59,8 @@ def learning_curves(history: list[dict], path, title: str, best_epoch: int | Non
     """Loss (train, val) and accuracy — or validation R² for regression — against epoch."""
     has = {k for r in history for k in r}
     second = "acc" if {"train/acc", "val/acc"} & has else "r2" if "val/r2" in has else None
-    fig, axes = plt.subplots(1, 2 if second else 1, figsize=(11 if second else 6, 4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(1, 2 if second else 1, figsize=(11 if second else 6, 4), squeeze=False)
+    _margins(fig, left=0.8, right=0.2, bottom=0.55, top=0.75, wspace=0.75)
     loss_ax = axes[0, 0]
     losses = []
     for split, style in (("train", "-"), ("val", "--")):
@@ -54,7 +70,8 @@ def learning_curves(history: list[dict], path, title: str, best_epoch: int | Non
             losses += ys
     if _spans_decades(losses):
         loss_ax.set_yscale("log")
-    loss_ax.set(xlabel="epoch", ylabel="loss" + (" (log scale)" if _spans_decades(losses) else ""), title="loss")
+    loss_ax.set(xlabel="epoch", ylabel="loss" + (" (log scale)" if _spans_decades(losses) else ""))
+    _title(loss_ax, "loss")
     if second == "acc":
         ax = axes[0, 1]
         for split, style in (("train", "-"), ("val", "--")):
@@ -62,12 +79,14 @@ def learning_curves(history: list[dict], path, title: str, best_epoch: int | Non
             if xs:
                 ax.plot(xs, 100 * np.asarray(ys, dtype=float), style, marker="o" if len(xs) < 30 else None, ms=3,
                         label=f"{split} accuracy")
-        ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+        ax.set(xlabel="epoch", ylabel="accuracy (%)")
+        _title(ax, "accuracy")
     elif second == "r2":
         ax = axes[0, 1]
         xs, ys = _series(history, "val/r2")
         ax.plot(xs, ys, "--", marker="o" if len(xs) < 30 else None, ms=3, color="C1", label="val R²")
-        ax.set(xlabel="epoch", ylabel="R² (1 = perfect fit)", title="validation R²")
+        ax.set(xlabel="epoch", ylabel="R² (1 = perfect fit)")
+        _title(ax, "validation R²")
     for ax in axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, 3; never 1.5
         if best_epoch is not None:
@@ -107,7 +126,7 @@ def _draw_panel(fig, ax, panel: dict) -> None:
         ax.scatter(pts[:, 0], pts[:, 1], s=30, color=colours[c], edgecolors="k", linewidths=0.6,
                    label=f"class {c}", zorder=3)
     ax.set(xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()), xlabel="x₁", ylabel="x₂", aspect="equal")
-    ax.set_title(panel.get("title", ""), fontsize=10)
+    _title(ax, panel.get("title", ""), fontsize=10)
     ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
 
 
@@ -115,8 +134,8 @@ def decision_boundaries(panels: list[dict], path, title: str, cols: int | None =
     """Predicted regions and data of each 2-D classifier panel; one row of up to 4 panels, then wrap."""
     cols = min(len(panels), cols or 4)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4 * rows + 0.5), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4.2 * rows), squeeze=False)
+    _margins(fig, left=0.6, right=0.5, bottom=0.55, top=0.8, wspace=1.3, hspace=0.8)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
