@@ -100,7 +100,7 @@ def test_decision_boundaries_binary_and_multiclass(tmp_path, drawn):
     assert fig["xlabel"] == ["x₁", "x₁"] and fig["ylabel"] == ["x₂", "x₂"]
     assert fig["legend"][1] == ["class 0", "class 1", "class 2"]
     wrapped = course.decision_boundaries([binary, multi] * 3, tmp_path / "db6.png", "six")
-    assert png_size(wrapped) == (1800, 850)  # 4 columns, then a second row
+    assert png_size(wrapped) == (1800, 840)  # 4 columns, then a second row
 
 
 def test_decision_boundary_image_is_rgb_uint8():
