@@ -18,6 +18,8 @@ from dlcourse.data import (FILE_DATASETS, OWN_DATASETS, TOY_DATASETS, keep_class
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
 from dlcourse.data.augment.options import OFF
 from dlcourse.data.switches import shuffle_pixels
+from dlcourse.callbacks import user_callbacks
+from dlcourse.data.overfit import overfit_batches
 from dlcourse.engine import Settings
 from dlcourse.errors import ConfigError
 from dlcourse.init import init_weights
@@ -334,28 +336,6 @@ def make_data(cfg: DictConfig, info: DatasetInfo, device: torch.device,
     return data, augmentation
 
 
-def overfit_batches(data: Data, augmentation: Augmentation, n: int, name: str) -> tuple[Data, Augmentation]:
-    """`trainer.overfit_batches=n`: the first n training batches (unshuffled, unaugmented) are the
-    training set and the validation set, so a model that can learn drives the loss to ~0 (Karpathy's
-    "overfit one batch"); the test set stays as it is."""
-    from dlcourse.data.loader import TensorLoader
-
-    train = data.train
-    if not isinstance(train, TensorLoader):
-        raise ConfigError(f"trainer.overfit_batches={n} works on in-memory datasets; dataset={name} is read from files "
-                          "batch by batch. Use dataset.subset=<N images> with augment=none for the same check.")
-    size = min(n * train.batch_size, train.num_samples)
-    images, labels = train.images[:size], train.labels[:size]
-    common = dict(device=train.device, normalize=train.normalize, shard=(train.rank, train.world),
-                  channels_last=train.memory_format == torch.channels_last)
-    fixed = TensorLoader(images, labels, train.batch_size, **common)
-    same = TensorLoader(images, labels, data.val.batch_size if data.val else train.batch_size, **common)
-    plain = dataclasses.replace(augmentation, transform=None, batch_transform=None, options={})
-    log.warning(f"trainer.overfit_batches={n}: training and validating on the same {size} images "
-                f"({len(fixed)} batch(es), no shuffling, no augmentation); the loss should go to ~0.")
-    return dataclasses.replace(data, train=fixed, val=same), plain
-
-
 def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str, model: Optional[torch.nn.Module] = None) -> list:
     """Diagnostics (`diagnostics.*`), freezing (`finetune.*`, with model.weights) and the run's figures
     (`figures.*`); imported only when on."""
@@ -381,33 +361,9 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model_name: str, model: Optio
         title = f"{model_name} on {d.name}, {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr:g}"
         target = target_function(d.name, d.function, d.x_range) if d.name in TOY_DATASETS else None
         callbacks.append(RunFigures(run_dir, title, cfg.figures.every_n_epochs, diagnostics, target))
-    callbacks += user_callbacks(cfg, run_dir)
+    nodes = cfg.get("callbacks")
+    callbacks += user_callbacks(OmegaConf.to_container(nodes, resolve=True) if nodes else {}, run_dir)
     return callbacks
-
-
-def user_callbacks(cfg: DictConfig, run_dir: Path) -> list:
-    """The callbacks of `callbacks.<name>._target_` (dlcourse/callbacks.py), each named by its key."""
-    from dlcourse.callbacks import Callback, HOOKS
-    from dlcourse.usercode import UserCodeError, call, locate
-
-    made = []
-    for name, node in (cfg.get("callbacks") or {}).items():
-        options = OmegaConf.to_container(node, resolve=True)
-        target, key = str(options.pop("_target_")), f"callbacks.{name}._target_"
-        cls = locate(target, key, "callback")
-        if not issubclass(cls, Callback):
-            raise UserCodeError(f"{key}={target} is not a subclass of dlcourse.callbacks.Callback: derive it from "
-                                f"Callback and override the hooks it needs ({', '.join(HOOKS)}).")
-        own = [h for h in HOOKS if getattr(cls, h) is not getattr(Callback, h)]
-        unknown = sorted(m for m in vars(cls) if m.startswith("on_") and m not in HOOKS)
-        if unknown or not own:
-            why = f"its method(s) {', '.join(unknown)} are not hooks" if unknown else "it overrides none of the hooks"
-            raise UserCodeError(f"{key}={target}: {why}, so the engine would never call it. The hooks are "
-                                f"{', '.join(HOOKS)} (dlcourse/callbacks.py documents when each runs).")
-        callback = call(cls, key, target, options, {"run_dir": run_dir})
-        callback.config_key = name
-        made.append(callback)
-    return made
 
 
 def compile_model(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:

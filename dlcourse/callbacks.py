@@ -51,3 +51,28 @@ HOOKS = ("on_fit_start", "on_epoch_start", "on_step_start", "on_after_backward",
 def overrides(callback: Callback, hook: str) -> bool:
     """Whether `callback` has its own `hook` (the engine skips the base class's empty ones)."""
     return getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+def user_callbacks(nodes: dict, run_dir) -> list[Callback]:
+    """The callbacks of the config's `callbacks.<name>` nodes ({_target_: module.Class, <arguments>}),
+    each built with its arguments (and `run_dir` where its signature names it) and named by its key."""
+    from dlcourse.usercode import UserCodeError, call, locate
+
+    made = []
+    for name, node in nodes.items():
+        options = dict(node)
+        target, key = str(options.pop("_target_")), f"callbacks.{name}._target_"
+        cls = locate(target, key, "callback")
+        if not issubclass(cls, Callback):
+            raise UserCodeError(f"{key}={target} is not a subclass of dlcourse.callbacks.Callback: derive it from "
+                                f"Callback and override the hooks it needs ({', '.join(HOOKS)}).")
+        own = [h for h in HOOKS if getattr(cls, h) is not getattr(Callback, h)]
+        unknown = sorted(m for m in vars(cls) if m.startswith("on_") and m not in HOOKS)
+        if unknown or not own:
+            why = f"its method(s) {', '.join(unknown)} are not hooks" if unknown else "it overrides none of the hooks"
+            raise UserCodeError(f"{key}={target}: {why}, so the engine would never call it. The hooks are "
+                                f"{', '.join(HOOKS)} (dlcourse/callbacks.py documents when each runs).")
+        callback = call(cls, key, target, options, {"run_dir": run_dir})
+        callback.config_key = name
+        made.append(callback)
+    return made
