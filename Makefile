@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: train test test-fast benchmark course tensorboard clean
+.PHONY: train test test-fast benchmark course notebooks tensorboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ benchmark: $(STAMP)      ## dlcourse vs a bare PyTorch loop vs DataLoader+transf
 
 course: $(STAMP)         ## every course experiment, figures and reports into docs/course/ (QUICK=1: small budgets)
 	$(PY) scripts/course.py $(if $(QUICK),--quick,) $(ARGS)
+
+notebooks: $(STAMP)      ## execute notebooks/*.ipynb in full mode into outputs/notebooks/ (QUICK=1: small budgets; ARGS="03 07": some)
+	$(PY) scripts/run_notebooks.py $(if $(QUICK),--quick,) $(ARGS)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs
