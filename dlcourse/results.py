@@ -186,7 +186,7 @@ class Sweep:
         """Each configuration's mean ± std of `metric` (default: the monitored one), best on top; a Figure."""
         t = self.table
         metric = metric or next(c[:-len(" mean")] for c in t.columns if c.endswith(" mean"))
-        fig = _figure(8, 0.5 + 0.35 * len(t))
+        fig = _figure(8, max(2.5, 0.5 + 0.35 * len(t)))
         ax = fig.subplots()
         y = range(len(t))[::-1]
         ax.errorbar(t[f"{metric} mean"], list(y), xerr=t[f"{metric} std"].fillna(0), fmt="o", capsize=3)

@@ -103,10 +103,27 @@ def _at(frame: Optional[traceback.FrameSummary]) -> str:
     return f" at {frame.filename}:{frame.lineno}" if frame else ""
 
 
+_imported: dict[str, float] = {}  # user module -> modification time of its file when it was imported
+
+
+def _fresh(module: str):
+    """The module, imported again when it is user code whose file changed since it was imported (a
+    notebook's edited %%writefile cell, a lab file changed between two runs of one process)."""
+    mod = importlib.import_module(module)
+    source = getattr(mod, "__file__", None)
+    if not is_user_file(source):
+        return mod
+    mtime = os.path.getmtime(source)
+    if module in _imported and _imported[module] != mtime:
+        mod = importlib.reload(mod)
+    _imported[module] = mtime
+    return mod
+
+
 def _import(module: str, key: str, target: str):
     search_dirs()
     try:
-        return importlib.import_module(module)
+        return _fresh(module)
     except ModuleNotFoundError as e:
         if e.name and (module == e.name or module.startswith(e.name + ".")):
             raise UserCodeError(

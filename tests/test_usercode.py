@@ -102,3 +102,15 @@ def test_an_exception_inside_user_code_names_its_file_and_line(lab):
     with pytest.raises(UserCodeError) as e:
         locate("brokennet.Net", "model._target_", "model")
     assert "brokennet.py:3" in str(e.value) and "ZeroDivisionError" in str(e.value)
+
+
+def test_a_user_file_edited_in_the_same_process_is_imported_again(lab):
+    import os
+
+    first = locate("labnets.linear", "model._target_", "model")
+    assert first(3).out_features == 3
+    source = lab / "labnets.py"
+    source.write_text(source.read_text().replace("nn.Linear(4, num_outputs", "nn.Linear(5, num_outputs"))
+    os.utime(source, (source.stat().st_atime, source.stat().st_mtime + 5))  # a later edit
+    again = locate("labnets.linear", "model._target_", "model")
+    assert again(3).in_features == 5
