@@ -156,7 +156,7 @@ def test_binary_task_on_moons_and_its_figures(tmp_path):
     assert metrics["steps"] == 300  # full batch: one step per epoch
     cfg = json.loads(json.dumps(torch.load(run_dir / "checkpoints/best.pt", weights_only=True)["config"]))
     assert (cfg["task"], cfg["loss"]["name"], cfg["trainer"]["monitor"]) == ("binary", "bce", "val/acc")
-    assert png_size(run_dir / "figures" / "decision_boundary.png") == (450, 450)
+    assert png_size(run_dir / "figures" / "decision_boundary.png") == (450, 420)
     assert png_size(run_dir / "figures" / "learning_curves.png")[1] == 400
     history = pd.read_csv(run_dir / "history.csv")
     validated = history.dropna(subset=["val/acc"])["epoch"].tolist()
