@@ -13,13 +13,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlcourse import distributed
+from dlcourse.callbacks import user_callbacks
 from dlcourse.data import (FILE_DATASETS, OWN_DATASETS, TOY_DATASETS, keep_classes, Data, DatasetInfo, Source, Split, absolute,
                            build_data, build_folder_data, build_samples_data, describe_dataset, load_source, read_dataset)
 from dlcourse.data.augment import Augmentation, build_augmentation, folder_transforms
 from dlcourse.data.augment.options import OFF
-from dlcourse.data.switches import shuffle_pixels
-from dlcourse.callbacks import user_callbacks
 from dlcourse.data.overfit import overfit_batches
+from dlcourse.data.switches import shuffle_pixels
 from dlcourse.engine import Settings
 from dlcourse.errors import ConfigError
 from dlcourse.init import init_weights
@@ -216,12 +216,11 @@ def make_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optim
         check_multipliers(f.head_lr_mult, f.backbone_lr_mult, f.layer_decay)
         groups = param_groups(model, options["lr"], options.get("weight_decay", 0.0), f.head_lr_mult,
                               f.backbone_lr_mult, f.layer_decay, cfg.regularization.decay_bias_and_norm)
-    from dlcourse.usercode import UserCodeError, locate, signature_arguments
+    from dlcourse.usercode import UserCodeError, locate, unknown_arguments
 
     target = str(options.pop("_target_"))
     optimizer_cls = locate(target, "optim._target_", "optimizer")
-    names, any_keyword = signature_arguments(optimizer_cls)
-    unknown = [k for k in options if k not in ("lr", "weight_decay", *names) and not any_keyword]
+    unknown, names = unknown_arguments(optimizer_cls, options, also=("lr", "weight_decay"))
     if unknown:
         raise UserCodeError(f"optim._target_={target} takes no argument {', '.join(map(repr, unknown))} (from "
                             f"{', '.join('optim.' + k for k in unknown)}, set by the optim option it replaces). It "

@@ -142,15 +142,14 @@ def build_user_loss(target: str, kwargs: dict, num_classes: int, task: str) -> n
     where its signature names them) or a function (output, target) -> scalar (called with `kwargs`)."""
     import inspect
 
-    from dlcourse.usercode import UserCodeError, call, locate, signature_arguments
+    from dlcourse.usercode import UserCodeError, call, locate, unknown_arguments
 
     key = "loss._target_"
     found = locate(target, key, "loss")
     if inspect.isclass(found):
         loss = call(found, key, target, kwargs, {"num_classes": num_classes, "task": task})
     else:
-        names, any_keyword = signature_arguments(found)
-        unknown = sorted(k for k in kwargs if k not in names and not any_keyword)
+        unknown, names = unknown_arguments(found, kwargs)
         if unknown:
             raise UserCodeError(f"{target} takes no argument {', '.join(map(repr, unknown))} (from "
                                 f"{', '.join('loss.kwargs.' + u for u in unknown)}). It accepts: "

@@ -205,11 +205,16 @@ def signature_arguments(factory: Callable) -> tuple[set[str], bool]:
     return names - {"self"}, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
+def unknown_arguments(factory: Callable, keys: Iterable[str], also: Iterable[str] = ()) -> tuple[list[str], set[str]]:
+    """The `keys` that `factory` does not accept as keywords (besides `also`), and the names it does."""
+    names, any_keyword = signature_arguments(factory)
+    return sorted(k for k in keys if k not in names and k not in set(also) and not any_keyword), names
+
+
 def call(factory: Callable, key: str, target: str, options: dict, provided: Optional[dict] = None) -> Any:
     """`factory(**options)` plus those `provided` values (e.g. input_shape, num_outputs) whose names
     its signature has; a wrong keyword or an exception inside it becomes one paragraph."""
-    names, any_keyword = signature_arguments(factory)
-    unknown = sorted(k for k in options if k not in names and not any_keyword)
+    unknown, names = unknown_arguments(factory, options)
     if unknown:
         section = key.rsplit(".", 1)[0]
         accepted = sorted(names - set(provided or {}))
@@ -225,12 +230,6 @@ def call(factory: Callable, key: str, target: str, options: dict, provided: Opti
             raise
         raise UserCodeError(f"{key}={target} raised {type(e).__name__}{_at(frame)} while being built: {e}. It is an "
                             f"error in your code (arguments given: {', '.join(sorted({**options, **kwargs})) or 'none'}).") from None
-
-
-def target_name(obj: Any) -> str:
-    """`module.QualName` of a class, function or instance (what a checkpoint records)."""
-    cls = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def missing_code_hint(code_dirs: Iterable[str], target: str) -> str:
