@@ -102,12 +102,15 @@ def _clean_up(run_dir: Path, made: bool) -> None:
 
 
 def train(*overrides: Overrides, model=None, data=None, loss: Optional[Callable] = None, callbacks: Sequence = (),
-          config_dir: Optional[Union[str, Path]] = None, run_dir: Optional[Union[str, Path]] = None):
+          optimizer: Optional[type] = None, config_dir: Optional[Union[str, Path]] = None,
+          run_dir: Optional[Union[str, Path]] = None):
     """Train as `python train.py OVERRIDES` does and return the `Run`. Objects replace config options:
     `model=` an nn.Module of yours (trained in place; it keeps the weights you gave it — no init
     scheme — and its output size is checked), `data=(x, y)` or a dict of arrays like a .npz file
     (x, y, x_val, y_val, x_test, y_test, classes: `dataset=tensors`), `loss=` a function
-    (output, target) -> scalar or an nn.Module, `callbacks=` dlcourse.callbacks.Callback instances.
+    (output, target) -> scalar or an nn.Module, `callbacks=` dlcourse.callbacks.Callback instances,
+    `optimizer=` a torch.optim.Optimizer subclass (built with optim.lr, optim.weight_decay and the optim
+    group's other keys, which it must accept: start from "optim=sgd").
     The run directory is `outputs/<date>/<time>` (or `run_dir`, or `hydra.run.dir=...`)."""
     from dlcourse.components import Given
     from dlcourse.results import Run
@@ -123,7 +126,7 @@ def train(*overrides: Overrides, model=None, data=None, loss: Optional[Callable]
         if data is not None:
             strings += _data_overrides(data, folder)
         cfg = compose(*strings, config_dir=config_dir)
-        result = execute(cfg, folder, strings, Given(model, loss, tuple(callbacks)))
+        result = execute(cfg, folder, strings, Given(model, loss, tuple(callbacks), optimizer))
     except UserError as e:
         _clean_up(folder, made)
         raise type(e)(str(e)) from None  # one paragraph, without the internal traceback behind it
@@ -135,12 +138,13 @@ def train(*overrides: Overrides, model=None, data=None, loss: Optional[Callable]
 
 def sweep(grid: Mapping[str, Sequence], *overrides: Overrides, seeds: Union[int, Sequence[int], None] = None,
           model=None, data=None, loss: Optional[Callable] = None, callbacks: Sequence = (),
-          config_dir: Optional[Union[str, Path]] = None, sweep_dir: Optional[Union[str, Path]] = None):
+          optimizer: Optional[type] = None, config_dir: Optional[Union[str, Path]] = None,
+          sweep_dir: Optional[Union[str, Path]] = None):
     """Every combination of `grid` ({key: [values]}), each with `seeds` (a count: seeds 0..n-1, or a
     list), run here one after another like `python train.py -m key=a,b ... seed=0,1,2` with the fixed
     `overrides`: the same sweep directory (`outputs/multirun/<date>/<time>/<job>_<overrides>/`),
     report.md, report.csv and figures. A job that fails is recorded and the others run. Returns the
-    `Sweep`. Objects given (model=, callbacks=) are copied for each job."""
+    `Sweep`. Objects given (model=, callbacks=) are copied for each job; `optimizer=` is a class, as in `train`."""
     from dlcourse.cli import record_failure
     from dlcourse.components import Given
     from dlcourse.config import path_safe
@@ -166,7 +170,7 @@ def sweep(grid: Mapping[str, Sequence], *overrides: Overrides, seeds: Union[int,
         cfg = None
         try:
             cfg = compose(*job, config_dir=config_dir)
-            given = Given(copy.deepcopy(model), loss, tuple(copy.deepcopy(list(callbacks))))
+            given = Given(copy.deepcopy(model), loss, tuple(copy.deepcopy(list(callbacks))), optimizer)
             runs.append(execute(cfg, run_dir, job, given))
         except UserError as e:
             print(f"\nError: {e}", flush=True)

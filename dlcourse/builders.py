@@ -207,8 +207,18 @@ def load_weights(cfg: DictConfig, model: torch.nn.Module, model_name: str):
     return pretrained, report
 
 
-def make_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def check_given_optimizer(recorded: Optional[str], given: Optional[type]) -> None:
+    """A run (or checkpoint) whose optimizer class came from Python needs that class again."""
+    if recorded and given is None:
+        raise ConfigError(f"this run trained with an optimizer handed in from Python ({recorded}), which its config "
+                          "cannot build: pass the class again, dlcourse.train(..., 'resume=true', optimizer=...).")
+
+
+def make_optimizer(cfg: DictConfig, model: torch.nn.Module, given: Optional[type] = None) -> torch.optim.Optimizer:
+    """`optim._target_` (or the class `given` from Python) over the model's parameters, with the
+    options of the optim group: lr, weight_decay and the group's own keys."""
     options = OmegaConf.to_container(cfg.optim, resolve=True)
+    check_given_optimizer(options.pop("given", None), given)
     f, groups = cfg.finetune, None
     if (f.head_lr_mult, f.backbone_lr_mult, f.layer_decay) != (1.0, 1.0, None):
         from dlcourse.finetune import check_multipliers, param_groups
@@ -219,13 +229,16 @@ def make_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optim
     from dlcourse.usercode import UserCodeError, locate, unknown_arguments
 
     target = str(options.pop("_target_"))
-    optimizer_cls = locate(target, "optim._target_", "optimizer")
+    optimizer_cls = given or locate(target, "optim._target_", "optimizer")
     unknown, names = unknown_arguments(optimizer_cls, options, also=("lr", "weight_decay"))
     if unknown:
-        raise UserCodeError(f"optim._target_={target} takes no argument {', '.join(map(repr, unknown))} (from "
+        named, start = ((f"optimizer={given.__name__}", f"dlcourse.train('optim=sgd', ..., optimizer={given.__name__})")
+                        if given else (f"optim._target_={target}",
+                                       f"python train.py optim=sgd optim._target_={target} +optim.<argument>=..."))
+        raise UserCodeError(f"{named} takes no argument {', '.join(map(repr, unknown))} (from "
                             f"{', '.join('optim.' + k for k in unknown)}, set by the optim option it replaces). It "
                             f"accepts: {', '.join(sorted(names - {'params'}))}. Start from optim=sgd, which sets only lr "
-                            f"and weight_decay: python train.py optim=sgd optim._target_={target} +optim.<argument>=...")
+                            f"and weight_decay: {start}")
     return build_optimizer(model, optimizer_cls, groups=groups,
                            decay_bias_and_norm=cfg.regularization.decay_bias_and_norm, **options)
 

@@ -14,9 +14,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlcourse import checkpoint, distributed
-from dlcourse.builders import (check_monitor, check_schedule, compile_model, dataset_info, load_weights,
-                               make_callbacks, make_data, make_losses, make_model, make_optimizer, make_schedule,
-                               make_settings, resolve_task, select_device)
+from dlcourse.builders import (check_given_optimizer, check_monitor, check_schedule, compile_model, dataset_info,
+                               load_weights, make_callbacks, make_data, make_losses, make_model, make_optimizer,
+                               make_schedule, make_settings, resolve_task, select_device)
 from dlcourse.config import check_resume, validate
 from dlcourse.errors import CheckpointError, ConfigError
 from dlcourse.usercode import search_dirs
@@ -29,6 +29,7 @@ class Given:
     model: Optional[torch.nn.Module] = None
     loss: Optional[Callable] = None
     callbacks: Sequence = ()
+    optimizer: Optional[type] = None  # a torch.optim.Optimizer subclass, given the config's optim.* options
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _qualified(obj) -> str:
 
 def describe_given(cfg: DictConfig, given: Given) -> None:
     """What the config records of handed-in objects: their class (or function) names, under
-    `model.given` and `loss.given`. Such a model's class may live in a notebook, so it cannot be
+    `model.given`, `loss.given` and `optim.given`. Such a model's class may live in a notebook, so it cannot be
     imported again; `dlcourse.load(run_dir, model=...)` takes a new instance of it."""
     with open_dict(cfg):
         if given.model is not None:
@@ -79,6 +80,12 @@ def describe_given(cfg: DictConfig, given: Given) -> None:
                                   "or an nn.Module loss instance.")
             cfg.loss.name = getattr(given.loss, "__name__", type(given.loss).__name__)
             cfg.loss.given, cfg.loss._target_ = _qualified(given.loss), None
+        if given.optimizer is not None:
+            if not (isinstance(given.optimizer, type) and issubclass(given.optimizer, torch.optim.Optimizer)):
+                raise ConfigError(f"optimizer={given.optimizer!r}: give a torch.optim.Optimizer subclass (the class, "
+                                  "not an instance: the run builds it over the parameters it trains, with optim.lr, "
+                                  "optim.weight_decay and your +optim.<argument>=... overrides).")
+            cfg.optim._target_ = cfg.optim.given = _qualified(given.optimizer)
 
 
 def given_model(cfg: DictConfig, model: torch.nn.Module, info, device: torch.device, task) -> torch.nn.Module:
@@ -149,6 +156,7 @@ def from_config(cfg: DictConfig, run_dir: Path, given: Given = Given(), override
     info = dataset_info(cfg)
     task = resolve_task(cfg, info)  # before the resume check: `auto` keys become what the run uses
     if resumed is not None:
+        check_given_optimizer((resumed.get("config") or {}).get("optim", {}).get("given"), given.optimizer)
         check_resume(resumed.get("config"), cfg, str(ckpt_path))
     check_monitor(cfg, task)
     check_schedule(cfg)
@@ -167,7 +175,7 @@ def from_config(cfg: DictConfig, run_dir: Path, given: Given = Given(), override
         model.load_state_dict(resumed["model"])
     if world > 1:
         torch.manual_seed(cfg.seed + 7919 * rank)  # the same initial weights, then dropout of its own
-    parts.optimizer = make_optimizer(cfg, model)
+    parts.optimizer = make_optimizer(cfg, model, given.optimizer)
     if given.loss is None:
         parts.loss_fn, parts.eval_loss_fn = make_losses(cfg, task)
     else:
@@ -181,7 +189,7 @@ def from_config(cfg: DictConfig, run_dir: Path, given: Given = Given(), override
             parts.suggested_lr = lr
             return parts
         cfg.optim.lr = lr  # the run trains (and records) the suggested learning rate
-        parts.optimizer = make_optimizer(cfg, model)
+        parts.optimizer = make_optimizer(cfg, model, given.optimizer)
     data = parts.data
     parts.extra = {"config": OmegaConf.to_container(cfg, resolve=True), "classes": list(data.classes),
                    "task": task.name, "image_shape": list(data.image_shape), "model_name": model_name,

@@ -45,6 +45,7 @@ class TrainerConfig:
     strategy: str = "auto"  # auto (one process) | ddp (data-parallel over the processes torchrun starts)
     log_every_n_steps: int = 50
     progress_bar: bool = True
+    summary: bool = True  # print the layer-by-layer model summary (train.log always has it)
     val_every_n_epochs: int = 1  # validate (and print the epoch line) every N epochs and after the last
     checkpoint_every_n_epochs: int = 1  # write last.pt and history.csv every N epochs and after the last
 

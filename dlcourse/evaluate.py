@@ -84,12 +84,13 @@ def evaluate(path: Path | str, split: str = "test", tta: Optional[str] = None, d
 
 
 def _to_tensorboard(run_dir: Path, split: str, result: dict, figures: list[Path], keys: tuple[str, ...]) -> None:
-    import matplotlib.image as mpimg
     from torch.utils.tensorboard import SummaryWriter
+
+    from dlcourse.runlog import add_png
 
     with SummaryWriter(log_dir=str(run_dir / "eval" / split)) as writer:
         for key in keys:
             if result.get(key) is not None:
                 writer.add_text(f"eval/{split}/{key}", f"{result[key]:.4f}", 0)
         for png in figures:
-            writer.add_image(f"eval/{split}/{png.stem}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")
+            add_png(writer, f"eval/{split}/{png.stem}", png)

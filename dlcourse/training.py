@@ -3,6 +3,7 @@ components (dlcourse/components.py), fits them and tests the best checkpoint; k-
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import os
@@ -148,7 +149,7 @@ def run_folds(cfg: DictConfig, run_dir: Path, overrides: Optional[list[str]] = N
             if not (fold_dir / "metrics.json").exists():
                 started = (fold_dir / "checkpoints" / "last.pt").exists()
                 resume = True if cfg.resume is not None and started else None
-                fold_given = Given(copy.deepcopy(given.model), given.loss, given.callbacks)
+                fold_given = dataclasses.replace(given, model=copy.deepcopy(given.model))
                 run_one(OmegaConf.merge(cfg, {"cv": {"fold": i}, "resume": resume}), fold_dir,
                         [*fold_overrides, f"cv.fold={i}"], fold_given)
             folds.append(json.loads((fold_dir / "metrics.json").read_text()))
@@ -233,7 +234,11 @@ def _fit(engine: Engine, cfg: DictConfig, run_dir: Path, resumed: Optional[dict]
         if state is not None:  # the peek must not shift the shuffling of the epochs
             generator.set_state(state)
         logger.images("train/images", data.normalize.invert(x[:64]))
-    logger.info(model_summary(engine.model, engine.extra["image_shape"], engine.device))
+    summary = model_summary(engine.model, engine.extra["image_shape"], engine.device)
+    if cfg.trainer.summary:
+        logger.info(summary)
+    else:  # trainer.summary=false: a quieter console (a notebook's many runs)
+        logger.to_file(summary)
     # each process evaluates its share of the validation and test sets: the console shows the whole
     val, test = distributed.sum_over_processes(torch.tensor([data.val.num_samples if data.val else 0,
                                                              data.test.num_samples], device=engine.device)).tolist()

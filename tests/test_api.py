@@ -83,6 +83,11 @@ def test_a_second_run_in_the_process_prints_each_line_once(tmp_path, capsys):
     assert len(epochs) == 2 and len(set(epochs)) == 2
     log = (tmp_path / "two" / "train.log").read_text().splitlines()
     assert len([line for line in log if line.startswith("epoch ")]) == 2
+    assert sum(line.startswith("Total params: 9") for line in out) == 1  # the model summary, once
+    dlcourse.train(*XOR, "trainer.summary=false", run_dir=tmp_path / "quiet")
+    out = capsys.readouterr().out
+    assert "Total params" not in out and "epoch 20/20" in out
+    assert "Total params: 9" in (tmp_path / "quiet" / "train.log").read_text()
 
 
 def test_errors_are_exceptions_of_one_paragraph(tmp_path):
@@ -174,3 +179,37 @@ def test_a_wheel_installed_elsewhere_trains_from_another_directory(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip().splitlines()[-1]) > 0.5 and list(work.glob("outputs/*/*/metrics.json"))
+
+
+class MomentumSGD(torch.optim.Optimizer):  # a student's optimizer, defined here (no module a config could name)
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    d = p.grad + group["weight_decay"] * p
+                    buf = self.state[p].get("buf")
+                    self.state[p]["buf"] = buf = d.clone() if buf is None else buf.mul_(group["momentum"]).add_(d)
+                    p.add_(buf, alpha=-group["lr"])
+
+
+def test_an_optimizer_class_defined_here_trains_like_torchs_and_resumes_with_it(tmp_path):
+    momentum = [*XOR, "+optim.momentum=0.9", "optim.lr=0.1", "trainer.deterministic=true"]
+    torch_sgd = dlcourse.train(*momentum, run_dir=tmp_path / "torch")
+    own = dlcourse.train(*momentum, optimizer=MomentumSGD, run_dir=tmp_path / "own")
+    assert own.config.optim.given.endswith("MomentumSGD") and own.config.optim._target_ == own.config.optim.given
+    assert own.history["train/loss"].tolist() == pytest.approx(torch_sgd.history["train/loss"].tolist(), rel=1e-5)
+    assert own.metrics["test/loss"] == pytest.approx(torch_sgd.metrics["test/loss"], rel=1e-5)
+    with pytest.raises(ConfigError, match=r"handed in from Python \(.*MomentumSGD\).*optimizer="):
+        dlcourse.train(*momentum, "trainer.max_epochs=30", "resume=true", run_dir=tmp_path / "own")
+    longer = dlcourse.train(*momentum, "trainer.max_epochs=30", "resume=true", optimizer=MomentumSGD,
+                            run_dir=tmp_path / "own")
+    straight = dlcourse.train(*momentum, "trainer.max_epochs=30", optimizer=MomentumSGD, run_dir=tmp_path / "straight")
+    assert longer.history["train/loss"].tolist() == straight.history["train/loss"].tolist()  # exact resume
+    with pytest.raises(ConfigError, match="not an instance"):
+        dlcourse.train(*XOR, optimizer=MomentumSGD(TinyNet().parameters(), lr=0.1), run_dir=tmp_path / "bad")
+    with pytest.raises(Exception, match=r"optimizer=MomentumSGD takes no argument 'betas'.*accepts: lr, momentum, weight_decay"):
+        dlcourse.train(*XOR, "optim=adam", optimizer=MomentumSGD, run_dir=tmp_path / "bad")

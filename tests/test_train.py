@@ -163,3 +163,28 @@ def test_augmented_run_resumes_exactly(tmp_path):
     train(tmp_path / "b", [*common, "trainer.max_epochs=1"])
     resumed = train(tmp_path / "b", [*common, "trainer.max_epochs=3", "resume=true"])
     assert resumed["test/loss"] == pytest.approx(straight["test/loss"], rel=1e-6)
+
+
+def test_tensorboard_holds_each_epochs_scalars_and_the_runs_figures_as_written(tmp_path):
+    """The epoch's scalars (written as one event per epoch) equal history.csv; a figure in TensorBoard is
+    the PNG file itself, byte for byte, with its size."""
+    import csv
+
+    from PIL import Image
+
+    from dlcourse.training import run
+
+    overrides = ["experiment=xor_mlp", "trainer.max_epochs=30", "trainer.val_every_n_epochs=10"]
+    run(compose_config(overrides), tmp_path / "run", overrides)
+    tags = scalars(tmp_path / "run")
+    rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert len(rows) == 30
+    for key in ("train/loss", "train/acc"):
+        assert tags[key] == pytest.approx([float(r[key]) for r in rows], rel=1e-6), key
+    assert len(tags["train/lr"]) == 30 and len(tags["train/loss_best"]) == 3  # the monitor, on validated epochs
+    acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0})
+    acc.Reload()
+    png = tmp_path / "run" / "figures" / "decision_boundary.png"
+    [image] = acc.Images("viz/decision_boundary")
+    assert image.encoded_image_string == png.read_bytes() and image.step == 30
+    assert (image.width, image.height) == Image.open(png).size

@@ -115,8 +115,9 @@ def write_report(sweep_dir: Path | str, log=print) -> Path:
 
 def _to_tensorboard(sweep_dir: Path, markdown: str, pngs: list[Path]) -> None:
     """The report beside the runs: `tensorboard --logdir <sweep dir>` shows it as the run `report`."""
-    import matplotlib.image as mpimg
     from torch.utils.tensorboard import SummaryWriter
+
+    from dlcourse.runlog import add_png
 
     for old in (sweep_dir / "report").glob("events.out.tfevents.*"):  # an earlier build of this report
         old.unlink()
@@ -124,4 +125,4 @@ def _to_tensorboard(sweep_dir: Path, markdown: str, pngs: list[Path]) -> None:
         writer.add_text("report", markdown, 0)
         for png in pngs:
             # under viz/ like every run's pictures: TensorBoard lists them after the train/ and val/ curves
-            writer.add_image(f"viz/{png.stem}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")
+            add_png(writer, f"viz/{png.stem}", png)

@@ -88,8 +88,9 @@ def vector_refusal(what: str, run) -> str:
 
 
 def _to_tensorboard(out_dir: Path, what: str, png: Path) -> None:
-    import matplotlib.image as mpimg
     from torch.utils.tensorboard import SummaryWriter
 
+    from dlcourse.runlog import add_png
+
     with SummaryWriter(log_dir=str(out_dir)) as writer:
-        writer.add_image(f"viz/{what}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")
+        add_png(writer, f"viz/{what}", png)

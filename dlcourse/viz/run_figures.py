@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dlcourse.callbacks import Callback
+from dlcourse.runlog import add_png
 from dlcourse.viz import course
 
 
@@ -78,8 +79,7 @@ class RunFigures(Callback):
         if self.diagnostics is not None:
             paths.extend(self._depth(engine))
         for path in paths[1:]:  # the learning curves are TensorBoard's own scalar charts already
-            engine.logger.writer.add_image(f"{TAG}/{path.stem}", _read_png(path), engine.state.epoch,
-                                           dataformats="HWC")
+            add_png(engine.logger.writer, f"{TAG}/{path.stem}", path, engine.state.epoch)
         return paths
 
     def _regression(self, engine) -> Path:
@@ -134,8 +134,3 @@ def hidden_contributions(model: nn.Module, run) -> tuple[torch.Tensor, Optional[
     return out, (seen["a"] * linears[-1].weight.detach().float().cpu()[0]).numpy()
 
 
-def _read_png(path: Path) -> np.ndarray:
-    import matplotlib.image
-
-    image = matplotlib.image.imread(path)[..., :3]
-    return (image * 255).astype(np.uint8) if image.dtype != np.uint8 else image
