@@ -211,3 +211,24 @@ def test_notebook_runs_in_quick_mode(path, tmp_path):
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 2, f"{path.name}: its figures should show inline ({images} images)"
     print(f"{path.name}: {seconds:.0f} s")
+
+
+def test_a_run_in_a_kernel_shows_one_widget_bar_per_epoch_and_one_line_per_epoch(tmp_path):
+    """Progress in Jupyter: tqdm.auto's widget (ipywidgets is in the notebook and dev extras), one bar an epoch,
+    and the epoch lines as text: no flood of output, no carriage-return animation in the cell's text."""
+    pytest.importorskip("ipywidgets")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        'import dlcourse\n'
+        'run = dlcourse.train("experiment=xor_mlp", "trainer.max_epochs=3", "trainer.val_every_n_epochs=1",\n'
+        '                     "trainer.progress_bar=true", "trainer.summary=false", "figures.enabled=false", run_dir="run")')]
+    path = tmp_path / "bar.ipynb"
+    nbformat.write(nb, path)
+    done, _ = run_notebooks.execute(path, workdir=tmp_path, quick=True, timeout=120)
+    outputs = done.cells[0].outputs
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert len(widgets) == 3, outputs
+    assert [line.split("  ")[0] for line in text.splitlines() if line.startswith("epoch ")] == [
+        "epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "\r" not in text and len(outputs) <= 3 + 8, [o.output_type for o in outputs]
