@@ -25,15 +25,16 @@ def _value(v: Any) -> str:
 
 
 def overrides_of(items: Iterable[Overrides]) -> list[str]:
-    """Override strings (`"optim=adam"`) and dicts (`{"optim.lr": 0.01}`) as the command line's strings;
-    `lr_find=true` is short for `lr_find.enabled=true`, as on the command line."""
+    """Override strings (`"optim=adam"`, `"~model.hidden_sizes"` to delete a key) and dicts
+    (`{"optim.lr": 0.01}`) as the command line's strings; `lr_find=true` is short for
+    `lr_find.enabled=true`, as on the command line."""
     out = []
     for item in items:
         pairs = [item] if isinstance(item, str) else [f"{k}={_value(v)}" for k, v in dict(item).items()]
         for o in pairs:
-            if not isinstance(o, str) or "=" not in o:
+            if not isinstance(o, str) or ("=" not in o and not o.startswith("~")):
                 raise UserError(f"{o!r} is not an override: write 'key=value' (e.g. 'optim.lr=0.01', 'model=lenet'), "
-                                "or a dict {'optim.lr': 0.01}.")
+                                "'~key' to delete a key, or a dict {'optim.lr': 0.01}.")
             out.append(f"lr_find.enabled={o.split('=', 1)[1]}" if o.startswith("lr_find=") else o)
     return out
 
@@ -161,7 +162,7 @@ def sweep(grid: Mapping[str, Sequence], *overrides: Overrides, seeds: Union[int,
     folder.mkdir(parents=True, exist_ok=True)
     if data is not None:
         fixed += _data_overrides(data, folder)
-    runs, failed = [], []
+    runs, failed, first_error = [], [], None
     for num, values in enumerate(itertools.product(*axes.values())):
         job = [f"{k}={_value(v)}" for k, v in zip(axes, values)] + fixed
         dirname = ",".join(sorted(o for o in job if o.split("=", 1)[0].lstrip("+~") not in SWEEP_EXCLUDED))
@@ -177,6 +178,12 @@ def sweep(grid: Mapping[str, Sequence], *overrides: Overrides, seeds: Union[int,
             if cfg is not None:
                 record_failure(cfg, run_dir, job, e)
             failed.append((run_dir, str(e)))
+            first_error = first_error or (job, e)
+    if not runs and first_error is not None and not any(d.exists() for d, _ in failed):
+        job, e = first_error  # no job got as far as its run directory: no report, the error is the answer
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        raise type(e)(f"every job of the sweep failed ({len(failed)}); the first ({' '.join(job)}): {e}") from None
     return Sweep(folder, results=runs, failed=failed, loss=loss)
 
 

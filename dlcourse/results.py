@@ -115,6 +115,8 @@ class Run:
     # pictures and text ------------------------------------------------------------------
     def plot(self):
         """Learning curves: the loss, and the accuracy (or the monitored metric), per epoch; a Figure."""
+        from matplotlib.ticker import MaxNLocator
+
         h = self.history
         fig = _figure()
         panels = [("loss", [c for c in ("train/loss", "val/loss") if c in h])]
@@ -127,6 +129,7 @@ class Run:
             for c in columns:
                 ax.plot(h["epoch"], h[c], marker="." if len(h) < 30 else None, label=c)
             ax.set(xlabel="epoch", title=title)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
             ax.grid(alpha=0.3)
             if columns:
                 ax.legend()

@@ -100,6 +100,18 @@ def test_errors_are_exceptions_of_one_paragraph(tmp_path):
         dlcourse.compose("trainer.max_epoch=2")
     with pytest.raises(ConfigError, match="torch.nn.Module"):
         dlcourse.train(*FAST, model="lenet", run_dir=tmp_path / "bad2")
+    # a sweep whose every job fails before it starts: that error, not an empty report
+    with pytest.raises(ConfigError, match=r"every job of the sweep failed \(2\); the first \(optim.lr=0.1 .*model.no_such_key"):
+        dlcourse.sweep({"optim.lr": [0.1, 0.2]}, *FAST, "model.no_such_key=1", sweep_dir=tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_key_is_deleted_with_a_tilde_as_on_the_command_line():
+    assert "hidden_sizes" in dlcourse.compose("experiment=random_labels").model
+    cfg = dlcourse.compose("experiment=random_labels", "model=lenet", "~model.hidden_sizes")
+    assert cfg.model.name == "lenet" and "hidden_sizes" not in cfg.model
+    with pytest.raises(Exception, match="'optim.lr' is not an override"):
+        dlcourse.compose("optim.lr")
 
 
 def test_compose_and_a_target_model_by_override(tmp_path, monkeypatch):

@@ -220,6 +220,32 @@ def test_sweep_report_shows_each_runs_boundary_and_depth_profiles(tmp_path):
     assert "report_decision_boundary.png" in report.read_text()
 
 
+def test_a_configuration_keeps_its_colour_and_legend_entry_in_every_depth_panel(tmp_path, monkeypatch):
+    """Dead units are measured for ReLU only: its curve in that panel has the ReLU colour of the other panels,
+    and the shared legend names each configuration once, in the table's rank order, in its colour."""
+    from dlcourse.reports import gallery, write_report
+    from dlcourse.training import run
+
+    for i, activation in enumerate(("sigmoid", "relu")):
+        overrides = [f"model.activation={activation}"]
+        cfg = compose_config(["experiment=activations_depth", "trainer.max_epochs=1", "dataset.subset=200",
+                              "model.depth=3", "figures.enabled=false", *overrides])
+        run(cfg, tmp_path / f"{i}_model.activation={activation}", overrides)
+    drawn = {}
+    monkeypatch.setattr(gallery.plt, "close", lambda fig: drawn.setdefault(fig.axes[0].get_title(), fig))
+    write_report(tmp_path, log=lambda *a: None)
+    fig = next(f for f in drawn.values() if any("dead" in ax.get_title() for ax in f.axes))
+    table = list(__import__("pandas").read_csv(tmp_path / "report.csv")["configuration"])
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [f"{i + 1}. {c}" for i, c in enumerate(table)]
+    colour = {text.get_text().split(". ", 1)[1]: handle.get_color()
+              for text, handle in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    dead = next(ax for ax in fig.axes if "dead" in ax.get_title())
+    assert [line.get_color() for line in dead.lines] == [colour["model.activation=relu"]]
+    for ax in fig.axes[:2]:
+        assert sorted(line.get_color() for line in ax.lines) == sorted(colour.values())
+
+
 # start-up ------------------------------------------------------------------------------------
 def test_a_toy_run_imports_neither_torchvision_nor_scikit_learn(tmp_path):
     code = ("import runpy, sys\n"

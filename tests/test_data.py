@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -71,6 +72,23 @@ def test_damaged_idx_file_is_named(tmp_path):
     bad.write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="x-idx3-ubyte.gz"):
         read_idx_file(bad)
+
+
+def test_an_idx_file_is_decompressed_once_per_process_and_again_when_it_changes(tmp_path, monkeypatch):
+    from dlcourse.data import readers
+
+    opened = []
+    real_open = gzip.open
+    monkeypatch.setattr(readers.gzip, "open", lambda *a, **k: (a[1:] == ("rb",) and opened.append(a[0])) or real_open(*a, **k))
+    arrays = write_mnist(tmp_path / "mnist", seed=1)
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    first = read_idx_file(path)
+    first.zero_()  # the caller's copy: the next read is unaffected
+    second = read_idx_file(path)
+    assert np.array_equal(second.numpy(), arrays["train-images-idx3-ubyte"]) and len(opened) == 1
+    time.sleep(0.01)
+    changed = write_mnist(tmp_path / "mnist", n_train=7, seed=2)["train-images-idx3-ubyte"]
+    assert np.array_equal(read_idx_file(path).numpy(), changed) and len(opened) == 2
 
 
 def test_digits_are_28x28_uint8_with_fixed_test_split():

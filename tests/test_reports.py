@@ -85,6 +85,9 @@ def test_the_heatmap_names_both_keys_and_boxes_the_best_cell(sweep, monkeypatch)
     best = summary.table.iloc[0]
     assert title.startswith(f"best {summary.monitor} by {a} and {b}")
     assert f"red box: the best, {a}={best[a]}, {b}={best[b]}" in title
+    import matplotlib.pyplot as plt
+
+    plt.close(drawn[0])  # _save, replaced here, is what closes it
 
 
 def test_the_best_command_trains_the_best_configuration(sweep):

@@ -113,6 +113,11 @@ def _repeats(summary: Summary, jobs: list[Job]) -> str:
     return " and ".join(what or ["seeds"])
 
 
+def rank_color(rank: int) -> str:
+    """A configuration's colour in every report figure: by its rank in the table."""
+    return f"C{rank % 10}"
+
+
 def learning_curves(summary: Summary, jobs: list[Job], out: Path) -> Path:
     """Training loss and the monitored metric per epoch: mean over seeds with a ± std band."""
     m = summary.monitor
@@ -134,7 +139,7 @@ def learning_curves(summary: Summary, jobs: list[Job], out: Path) -> Path:
                 continue
             curves = pd.concat(runs, axis=1)
             mean, std = curves.mean(axis=1), curves.std(axis=1).fillna(0)
-            line, = ax.plot(mean.index, mean, label=f"{rank + 1}. {config}", lw=1.6)
+            line, = ax.plot(mean.index, mean, label=f"{rank + 1}. {config}", lw=1.6, color=rank_color(rank))
             lower = (mean - std).where(mean - std > 0, mean / 2) if (mean > 0).all() else mean - std  # log-safe
             ax.fill_between(mean.index, lower, mean + std, color=line.get_color(), alpha=0.2)
         ax.set_xlabel("epoch")

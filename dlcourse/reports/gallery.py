@@ -17,6 +17,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dlcourse.reports.figures import rank_color  # noqa: E402
 from dlcourse.reports.jobs import Job  # noqa: E402
 from dlcourse.reports.table import Summary  # noqa: E402
 
@@ -82,6 +83,8 @@ def depth_profiles(summary: Summary, jobs: list[Job], out: Path) -> Optional[Pat
     if not stats:
         return None
     fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 4.4), squeeze=False)
+    ranks = {config: rank for rank, config in enumerate(summary.table["configuration"])}
+    legend = {}  # every configuration once, in rank order, whichever panels it appears in
     for ax, stat in zip(axes[0], stats):
         series = {config: _by_depth(job, stat) for config, job in picked}
         series = {c: v for c, v in series.items() if v is not None}
@@ -90,15 +93,16 @@ def depth_profiles(summary: Summary, jobs: list[Job], out: Path) -> Optional[Pat
         for config, values in series.items():
             silent = log and not (values > 0).any()  # e.g. zero init: nothing to draw on a log axis
             shown = np.where(values > 0, values, np.nan) if log else values
-            ax.plot(np.arange(1, len(values) + 1), shown, marker="o", ms=3, lw=1.4,
-                    label=config + (" (0 at every layer)" if silent else ""))
+            rank = ranks.get(config, len(ranks))
+            line, = ax.plot(np.arange(1, len(values) + 1), shown, marker="o", ms=3, lw=1.4, color=rank_color(rank))
+            legend.setdefault(rank, (line, f"{rank + 1}. {config}" + (" (0 at every layer)" if silent else "")))
         if log:
             ax.set_yscale("log")  # vanishing and exploding statistics span decades
         ax.set_xlabel("layer (1 = nearest the input)")
         ax.set_ylabel(DEPTH_STATS[stat] + (" (fraction)" if stat == "dead_frac" else ""))
         ax.set_title(f"{DEPTH_STATS[stat]} by depth (last epoch)", fontsize=10)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = zip(*(legend[r] for r in sorted(legend)))
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), fontsize=8)
     fig.tight_layout(rect=(0, 0.06 + 0.045 * ((len(handles) + 2) // 3), 1, 1))
     fig.savefig(out, dpi=110)
