@@ -42,6 +42,12 @@ def overrides_of(items: Iterable[Overrides]) -> list[str]:
 def compose(*overrides: Overrides, config_dir: Optional[Union[str, Path]] = None):
     """The config that `dlcourse.train(*overrides)` (and `python train.py ...`) would run. `config_dir`:
     a lab folder of your own options and code, like the command line's `--config-dir`."""
+    return _compose(overrides, config_dir)
+
+
+def _compose(overrides, config_dir=None, run_dir: bool = False):
+    """`compose`; with `run_dir`, also the directory the config itself names for the run (an
+    experiment's `hydra.run.dir`, e.g. experiment=transfer_pretrain_fashion), else None."""
     from dlcourse.config import compose_config
 
     strings = overrides_of(overrides)
@@ -58,11 +64,19 @@ def compose(*overrides: Overrides, config_dir: Optional[Union[str, Path]] = None
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return compose_config(strings)
+        cfg = compose_config(strings, hydra_node=run_dir)
     except (HydraException, OmegaConfBaseException) as e:  # an unknown option or key, a wrong type: one paragraph
         from dlcourse.errors import ConfigError
 
         raise ConfigError(" ".join(str(e).split())) from None
+    if not run_dir:
+        return cfg
+    from omegaconf import OmegaConf, open_dict
+
+    named = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]  # the default is per second: ${now:...}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, (None if "${now:" in named else Path(named))
 
 
 def _hydra_dir(strings: list[str], key: str) -> tuple[Optional[Path], list[str]]:
@@ -112,21 +126,23 @@ def train(*overrides: Overrides, model=None, data=None, loss: Optional[Callable]
     (output, target) -> scalar or an nn.Module, `callbacks=` dlcourse.callbacks.Callback instances,
     `optimizer=` a torch.optim.Optimizer subclass (built with optim.lr, optim.weight_decay and the optim
     group's other keys, which it must accept: start from "optim=sgd").
-    The run directory is `outputs/<date>/<time>` (or `run_dir`, or `hydra.run.dir=...`)."""
+    The run directory is `outputs/<date>/<time>`, or `run_dir`, or `hydra.run.dir=...`, or the one the
+    config itself names (experiment=transfer_pretrain_fashion: outputs/pretrained/...), as on the command line."""
     from dlcourse.components import Given
     from dlcourse.results import Run
     from dlcourse.training import execute, new_run_dir
 
     strings = overrides_of(overrides)
     named, strings = _hydra_dir(strings, "hydra.run.dir")
-    folder = Path(run_dir) if run_dir is not None else named
+    cfg, configured = _compose(strings, config_dir, run_dir=True)
+    folder = next((Path(d) for d in (run_dir, named, configured) if d is not None), None)
     made = folder is None or not folder.exists()
     folder = new_run_dir() if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
     try:
         if data is not None:
             strings += _data_overrides(data, folder)
-        cfg = compose(*strings, config_dir=config_dir)
+            cfg = compose(*strings, config_dir=config_dir)
         result = execute(cfg, folder, strings, Given(model, loss, tuple(callbacks), optimizer))
     except UserError as e:
         _clean_up(folder, made)

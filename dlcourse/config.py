@@ -202,9 +202,10 @@ def configs_dir() -> Path:
     return Path(__file__).resolve().parent / "configs"
 
 
-def compose_config(overrides=(), config_dir=None) -> DictConfig:
+def compose_config(overrides=(), config_dir=None, hydra_node: bool = False) -> DictConfig:
     """The training config that `python train.py OVERRIDES` would run (Hydra's compose API), for
-    scripts that reuse the config groups (benchmarks, the optimizer playground)."""
+    scripts that reuse the config groups (benchmarks, the optimizer playground); `hydra_node`: with
+    Hydra's own settings under `hydra` (e.g. an experiment's `hydra.run.dir`)."""
 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -213,7 +214,7 @@ def compose_config(overrides=(), config_dir=None) -> DictConfig:
     GlobalHydra.instance().clear()
     configs = config_dir or configs_dir()
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=hydra_node)
 
 
 def register_configs() -> None:

@@ -187,14 +187,21 @@ class Sweep:
 
     def plot(self, metric: Optional[str] = None):
         """Each configuration's mean ± std of `metric` (default: the monitored one), best on top; a Figure."""
+        from dlcourse.tasks import lower_is_better
+
         t = self.table
         metric = metric or next(c[:-len(" mean")] for c in t.columns if c.endswith(" mean"))
+        if f"{metric} mean" not in t:
+            raise KeyError(f"the sweep's table has no {metric!r}; it has: "
+                           f"{', '.join(c[:-len(' mean')] for c in t.columns if c.endswith(' mean'))}")
+        t = t.sort_values(f"{metric} mean", ascending=lower_is_better(metric))  # the best on top
         fig = _figure(8, max(2.5, 0.5 + 0.35 * len(t)))
         ax = fig.subplots()
         y = range(len(t))[::-1]
         ax.errorbar(t[f"{metric} mean"], list(y), xerr=t[f"{metric} std"].fillna(0), fmt="o", capsize=3)
         ax.set_yticks(list(y), t["configuration"])
-        ax.set(xlabel=f"{metric} (mean ± std over {int(t['n'].max())} run(s))", title=f"sweep {self.dir.name}")
+        ax.set(xlabel=f"{metric} (mean ± std over {int(t['n'].max())} run(s))",
+               title=f"{metric} by configuration, best on top (sweep {self.dir.parent.name}/{self.dir.name})")
         ax.grid(alpha=0.3, axis="x")
         return fig
 

@@ -106,6 +106,21 @@ def test_errors_are_exceptions_of_one_paragraph(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_an_experiments_own_run_directory_is_used_as_on_the_command_line(tmp_path, monkeypatch):
+    """experiment=transfer_pretrain_fashion names outputs/pretrained/lenet_fashion_0-4 (where the few-shot
+    experiment reads its weights): the API trains there too; run_dir= still wins."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab" / "experiment").mkdir(parents=True)
+    (tmp_path / "lab" / "experiment" / "named.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /dataset: xor\nhydra:\n  run:\n    dir: outputs/named_run\n")
+    run = dlcourse.train(*XOR, "experiment=named", config_dir=tmp_path / "lab")
+    assert run.dir == Path("outputs/named_run") and (tmp_path / "outputs/named_run/metrics.json").is_file()
+    other = dlcourse.train(*XOR, "experiment=named", config_dir=tmp_path / "lab", run_dir=tmp_path / "mine")
+    assert other.dir == tmp_path / "mine"
+    plain = dlcourse.train(*XOR)
+    assert plain.dir.parent.parent == Path("outputs") and "hydra" not in plain.config
+
+
 def test_a_key_is_deleted_with_a_tilde_as_on_the_command_line():
     assert "hidden_sizes" in dlcourse.compose("experiment=random_labels").model
     cfg = dlcourse.compose("experiment=random_labels", "model=lenet", "~model.hidden_sizes")
@@ -147,6 +162,11 @@ def test_a_sweep_writes_the_command_lines_directory_and_report(tmp_path, capsys)
     assert report.main([str(tmp_path / "sweep")]) == 0
     pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "sweep" / "report.csv"))
     assert (tmp_path / "sweep" / "report.md").is_file() and type(result.plot()).__name__ == "Figure"
+    for metric, best_first in (("test/loss", True), ("train/acc_last", False)):  # best on top, whichever metric
+        ax = result.plot(metric).axes[0]
+        top_down = [t.get_text() for t in sorted(ax.get_yticklabels(), key=lambda t: -t.get_position()[1])]
+        expected = table.sort_values(f"{metric} mean", ascending=best_first)["configuration"].tolist()
+        assert top_down == expected and ax.get_title().startswith(f"{metric} by configuration, best on top")
 
 
 @pytest.mark.slow

@@ -21,10 +21,10 @@ def test_filters_are_the_first_convolutions_kernels(lenet_run):
     path, images = visualize(lenet_run, "filters")
     weights = torch.load(lenet_run / "checkpoints/best.pt", weights_only=True)["model"]["features.0.weight"]
     assert images.shape == (6, 1, 5, 5)
-    w = weights[:, :1]
-    expected = (w - w.flatten(1).min(1).values.view(-1, 1, 1, 1)) / (
-        w.flatten(1).max(1).values - w.flatten(1).min(1).values).view(-1, 1, 1, 1)
+    w = weights[:, :1]  # each filter by its largest |w|: 0 maps to 0.5 (white on the red-blue map), signs kept
+    expected = 0.5 + 0.5 * w / w.flatten(1).abs().max(1).values.view(-1, 1, 1, 1)
     torch.testing.assert_close(images, expected)
+    assert ((images > 0.5) == (w > 0)).all() and images.amin() >= 0 and images.amax() <= 1
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 

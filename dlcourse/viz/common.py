@@ -32,6 +32,13 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return (x - low) / (high - low).clamp_min(1e-12)
 
 
+def signed_unit(x: torch.Tensor) -> torch.Tensor:
+    """Each image of x [N, C, H, W] scaled by its largest |value| into [0, 1] with 0 at 0.5: on a
+    diverging colour map, white is a zero weight and the two colours are the two signs."""
+    peak = x.flatten(1).abs().max(1).values.view(-1, 1, 1, 1).clamp_min(1e-12)
+    return 0.5 + 0.5 * x / peak
+
+
 def show(ax, image: torch.Tensor, cmap: str = "gray") -> None:
     """One image [C, H, W] in [0, 1] on `ax` (grayscale or colour)."""
     picture = image.detach().cpu().permute(1, 2, 0).numpy()

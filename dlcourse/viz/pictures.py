@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcourse.errors import ConfigError
-from dlcourse.viz.common import grid_figure, layer, layers_of, show, to_unit
+from dlcourse.viz.common import grid_figure, layer, layers_of, show, signed_unit, to_unit
 
 
 def filters(model: nn.Module, image_shape: tuple[int, int, int], path: Path, limit: int = 64) -> torch.Tensor:
@@ -22,7 +22,7 @@ def filters(model: nn.Module, image_shape: tuple[int, int, int], path: Path, lim
     if convs:
         name, conv = convs[0]
         w = conv.weight.detach().cpu()[:limit]
-        images = to_unit(w if w.shape[1] == 3 else w[:, :1])
+        images = to_unit(w) if w.shape[1] == 3 else signed_unit(w[:, :1])
         what = f"{name}: {conv.out_channels} filters of {w.shape[-2]}x{w.shape[-1]}" + (
             "" if w.shape[1] in (1, 3) else f" (input channel 0 of {w.shape[1]})")
     else:
@@ -31,9 +31,11 @@ def filters(model: nn.Module, image_shape: tuple[int, int, int], path: Path, lim
             raise ConfigError("The model has neither a convolution nor a linear layer to show.")
         name, lin = linears[0]
         w = lin.weight.detach().cpu()[:limit]
-        images = to_unit(w.view(-1, *image_shape))
+        images = to_unit(w.view(-1, *image_shape)) if image_shape[0] == 3 else signed_unit(w.view(-1, *image_shape)[:, :1])
         what = f"{name}: weights of {min(limit, lin.out_features)} of {lin.out_features} hidden units over the input"
-    grid_figure(images, [str(i) for i in range(len(images))], f"first-layer filters — {what}", path,
+    signs = "\nred: positive, blue: negative, white: 0 (each filter scaled by its largest |weight|)"
+    grid_figure(images, [str(i) for i in range(len(images))],
+                f"first-layer filters — {what}" + (signs if images.shape[1] == 1 else ""), path,
                 cmap="RdBu_r" if images.shape[1] == 1 else "gray")
     return images
 
@@ -111,7 +113,14 @@ def _rows(shown: torch.Tensor, maps: dict[str, torch.Tensor], titles: list[str],
     for i, name in enumerate(["image", *maps], start=0):
         axes[i][0].set_ylabel(name, fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1), h_pad=1.2)
+    if maps:  # the overlays' scale, beside their rows
+        from matplotlib.cm import ScalarMappable
+
+        top, bottom = axes[1][-1].get_position().y1, axes[-1][-1].get_position().y0
+        bar = fig.add_axes((0.915, bottom, 0.015, top - bottom))
+        fig.colorbar(ScalarMappable(cmap="jet"), cax=bar).set_label("low → high (per map)", fontsize=7)
+        bar.tick_params(labelsize=6)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
