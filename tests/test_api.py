@@ -245,3 +245,25 @@ def test_an_optimizer_class_defined_here_trains_like_torchs_and_resumes_with_it(
         dlcourse.train(*XOR, optimizer=MomentumSGD(TinyNet().parameters(), lr=0.1), run_dir=tmp_path / "bad")
     with pytest.raises(Exception, match=r"optimizer=MomentumSGD takes no argument 'betas'.*accepts: lr, momentum, weight_decay"):
         dlcourse.train(*XOR, "optim=adam", optimizer=MomentumSGD, run_dir=tmp_path / "bad")
+
+
+def test_an_optimizer_class_serves_every_fold_and_the_lr_finder(tmp_path, monkeypatch):
+    """optimizer= with cv.folds (each fold builds its own instance) and with lr_find.apply (the range test and
+    the training both step the given class)."""
+    calls = []
+    original = MomentumSGD.step
+
+    def counted(self, closure=None):
+        calls.append(id(self))
+        return original(self, closure)
+
+    monkeypatch.setattr(MomentumSGD, "step", counted)
+    folds = dlcourse.train(*QUICK, "optim=sgd", "cv.folds=2", optimizer=MomentumSGD, run_dir=tmp_path / "cv")
+    assert len(set(calls)) == 2 and folds.metrics["cv/folds"] == 2  # one optimizer per fold
+    for i in range(2):
+        saved = torch.load(tmp_path / "cv" / f"fold_{i}" / "checkpoints" / "last.pt", weights_only=True)
+        assert saved["config"]["optim"]["given"].endswith("MomentumSGD") and "buf" in saved["optimizer"]["state"][0]
+    calls.clear()
+    found = dlcourse.train(*QUICK, "optim=sgd", "lr_find=true", "lr_find.apply=true", "lr_find.num_steps=20",
+                           optimizer=MomentumSGD, run_dir=tmp_path / "lr")
+    assert len(calls) > 20 and found.config.optim.lr == json.loads((tmp_path / "lr" / "lr_find.json").read_text())["suggested_lr"]
