@@ -42,7 +42,8 @@ def _kernel_spec(folder: Path, quick: bool) -> None:
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
            "DLCOURSE_QUICK": "1" if quick else "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # the kernel's own log at ERROR: its start-up notice about local TCP is not the notebook's output
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"],
         "display_name": "dlcourse notebooks", "language": "python", "env": env}))
 
 
