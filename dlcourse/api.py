@@ -134,7 +134,8 @@ def train(*overrides: Overrides, model=None, data=None, loss: Optional[Callable]
 
     strings = overrides_of(overrides)
     named, strings = _hydra_dir(strings, "hydra.run.dir")
-    cfg, configured = _compose(strings, config_dir, run_dir=True)
+    # the run directory the config names (the arrays of data= are written into it, then composed with)
+    cfg, configured = _compose([*strings, *(["dataset=tensors"] if data is not None else [])], config_dir, run_dir=True)
     folder = next((Path(d) for d in (run_dir, named, configured) if d is not None), None)
     made = folder is None or not folder.exists()
     folder = new_run_dir() if folder is None else folder
