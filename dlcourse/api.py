@@ -42,12 +42,12 @@ def overrides_of(items: Iterable[Overrides]) -> list[str]:
 def compose(*overrides: Overrides, config_dir: Optional[Union[str, Path]] = None):
     """The config that `dlcourse.train(*overrides)` (and `python train.py ...`) would run. `config_dir`:
     a lab folder of your own options and code, like the command line's `--config-dir`."""
-    return _compose(overrides, config_dir)
+    return _compose(overrides, config_dir)[0]
 
 
-def _compose(overrides, config_dir=None, run_dir: bool = False):
-    """`compose`; with `run_dir`, also the directory the config itself names for the run (an
-    experiment's `hydra.run.dir`, e.g. experiment=transfer_pretrain_fashion), else None."""
+def _compose(overrides, config_dir=None):
+    """`compose`, and the directory the config itself names for the run (an experiment's
+    `hydra.run.dir`, e.g. experiment=transfer_pretrain_fashion), None for the default per-second one."""
     from dlcourse.config import compose_config
 
     strings = overrides_of(overrides)
@@ -64,13 +64,11 @@ def _compose(overrides, config_dir=None, run_dir: bool = False):
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        cfg = compose_config(strings, hydra_node=run_dir)
+        cfg = compose_config(strings, hydra_node=True)
     except (HydraException, OmegaConfBaseException) as e:  # an unknown option or key, a wrong type: one paragraph
         from dlcourse.errors import ConfigError
 
         raise ConfigError(" ".join(str(e).split())) from None
-    if not run_dir:
-        return cfg
     from omegaconf import OmegaConf, open_dict
 
     named = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]  # the default is per second: ${now:...}
@@ -135,7 +133,7 @@ def train(*overrides: Overrides, model=None, data=None, loss: Optional[Callable]
     strings = overrides_of(overrides)
     named, strings = _hydra_dir(strings, "hydra.run.dir")
     # the run directory the config names (the arrays of data= are written into it, then composed with)
-    cfg, configured = _compose([*strings, *(["dataset=tensors"] if data is not None else [])], config_dir, run_dir=True)
+    cfg, configured = _compose([*strings, *(["dataset=tensors"] if data is not None else [])], config_dir)
     folder = next((Path(d) for d in (run_dir, named, configured) if d is not None), None)
     made = folder is None or not folder.exists()
     folder = new_run_dir() if folder is None else folder

@@ -84,13 +84,7 @@ def evaluate(path: Path | str, split: str = "test", tta: Optional[str] = None, d
 
 
 def _to_tensorboard(run_dir: Path, split: str, result: dict, figures: list[Path], keys: tuple[str, ...]) -> None:
-    from torch.utils.tensorboard import SummaryWriter
+    from dlcourse.runlog import tensorboard_pictures
 
-    from dlcourse.runlog import add_png
-
-    with SummaryWriter(log_dir=str(run_dir / "eval" / split)) as writer:
-        for key in keys:
-            if result.get(key) is not None:
-                writer.add_text(f"eval/{split}/{key}", f"{result[key]:.4f}", 0)
-        for png in figures:
-            add_png(writer, f"eval/{split}/{png.stem}", png)
+    tensorboard_pictures(run_dir / "eval" / split, {f"eval/{split}/{png.stem}": png for png in figures},
+                         {f"eval/{split}/{k}": f"{result[k]:.4f}" for k in keys if result.get(k) is not None})

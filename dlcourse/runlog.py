@@ -179,8 +179,6 @@ class RunLogger:
         self._file.close()
 
 
-# TensorBoard tags of the epoch metrics that have no train/ or val/ prefix of their own, so that
-# the dashboard shows two sections, train and val, and nothing before them.
 def add_png(writer, tag: str, path: Path, step: int = 0) -> None:
     """A PNG file as a TensorBoard image, its bytes as they are (decoding and re-encoding it, as
     add_image would, measured 20-40 ms a figure)."""
@@ -193,6 +191,20 @@ def add_png(writer, tag: str, path: Path, step: int = 0) -> None:
     writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
 
+def tensorboard_pictures(log_dir: Path, pngs: dict[str, Path], texts: Optional[dict[str, str]] = None) -> None:
+    """PNG files (by tag) and texts into a TensorBoard folder of their own, at step 0: what evaluate,
+    visualize and the sweep report show beside the runs' curves."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for tag, text in (texts or {}).items():
+            writer.add_text(tag, text, 0)
+        for tag, png in pngs.items():
+            add_png(writer, tag, png)
+
+
+# TensorBoard tags of the epoch metrics that have no train/ or val/ prefix of their own, so that
+# the dashboard shows two sections, train and val, and nothing before them.
 TAGS = {"lr": "train/lr", "lr_backbone": "train/lr_backbone", "time_s": "train/epoch_time_s"}
 HPARAM_KEYS = ("model.name", "dataset.name", "optim._target_", "optim.lr", "trainer.batch_size")
 # Train and validation curves of one metric in one chart (TensorBoard's Custom Scalars tab).

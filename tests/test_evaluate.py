@@ -33,6 +33,16 @@ def test_evaluate_reproduces_the_runs_test_metrics(trained):
     assert saved["acc"] == result["acc"] and (out / "confusion_matrix.csv").read_text().count("\n") == 11
     for name in ("confusion_matrix.png", "reliability.png", "errors.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    # TensorBoard beside the run: the same pictures, byte for byte, and the scores as text
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    for name in ("confusion_matrix", "reliability", "errors"):
+        [image] = events.Images(f"eval/test/{name}")
+        assert image.encoded_image_string == (out / f"{name}.png").read_bytes(), name
+    [text] = events.Tensors("eval/test/acc/text_summary")
+    assert text.tensor_proto.string_val[0].decode() == f"{result['acc']:.4f}"
 
 
 def test_per_class_recall_matches_a_direct_computation(trained):

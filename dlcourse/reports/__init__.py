@@ -115,14 +115,9 @@ def write_report(sweep_dir: Path | str, log=print) -> Path:
 
 def _to_tensorboard(sweep_dir: Path, markdown: str, pngs: list[Path]) -> None:
     """The report beside the runs: `tensorboard --logdir <sweep dir>` shows it as the run `report`."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    from dlcourse.runlog import add_png
+    from dlcourse.runlog import tensorboard_pictures
 
     for old in (sweep_dir / "report").glob("events.out.tfevents.*"):  # an earlier build of this report
         old.unlink()
-    with SummaryWriter(log_dir=str(sweep_dir / "report")) as writer:
-        writer.add_text("report", markdown, 0)
-        for png in pngs:
-            # under viz/ like every run's pictures: TensorBoard lists them after the train/ and val/ curves
-            add_png(writer, f"viz/{png.stem}", png)
+    # under viz/ like every run's pictures: TensorBoard lists them after the train/ and val/ curves
+    tensorboard_pictures(sweep_dir / "report", {f"viz/{png.stem}": png for png in pngs}, {"report": markdown})

@@ -88,9 +88,6 @@ def vector_refusal(what: str, run) -> str:
 
 
 def _to_tensorboard(out_dir: Path, what: str, png: Path) -> None:
-    from torch.utils.tensorboard import SummaryWriter
+    from dlcourse.runlog import tensorboard_pictures
 
-    from dlcourse.runlog import add_png
-
-    with SummaryWriter(log_dir=str(out_dir)) as writer:
-        add_png(writer, f"viz/{what}", png)
+    tensorboard_pictures(out_dir, {f"viz/{what}": png})
